@@ -1,0 +1,5 @@
+import sys
+
+from perjax.cli import main
+
+sys.exit(main())

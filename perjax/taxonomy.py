@@ -1,0 +1,32 @@
+"""The survey's two axes (Zhang et al., arXiv:2411.00027): granularity and technique."""
+import enum
+
+
+class Granularity(str, enum.Enum):
+  """Whose data shapes the personalization."""
+  USER = "user"
+  PERSONA = "persona"
+  GLOBAL = "global"
+
+
+class Technique(str, enum.Enum):
+  """Where personalization enters the model."""
+  PROMPTING = "prompting"
+  EMBEDDING = "embedding"
+  FINETUNING = "finetuning"
+
+
+def parse_granularity(value: "str | Granularity") -> Granularity:
+  try:
+    return Granularity(value)
+  except ValueError:
+    raise ValueError(f"unknown granularity {value!r}; choose one of "
+                     f"{[g.value for g in Granularity]}") from None
+
+
+def parse_technique(value: "str | Technique") -> Technique:
+  try:
+    return Technique(value)
+  except ValueError:
+    raise ValueError(f"unknown technique {value!r}; choose one of "
+                     f"{[t.value for t in Technique]}") from None
