@@ -1,6 +1,8 @@
 """The survey's two axes (Zhang et al., arXiv:2411.00027): granularity and technique."""
 import enum
 
+from perjax.errors import ConfigError
+
 
 class Granularity(str, enum.Enum):
   """Whose data shapes the personalization."""
@@ -20,7 +22,7 @@ def parse_granularity(value: "str | Granularity") -> Granularity:
   try:
     return Granularity(value)
   except ValueError:
-    raise ValueError(f"unknown granularity {value!r}; choose one of "
+    raise ConfigError(f"unknown granularity {value!r}; choose one of "
                      f"{[g.value for g in Granularity]}") from None
 
 
@@ -28,5 +30,5 @@ def parse_technique(value: "str | Technique") -> Technique:
   try:
     return Technique(value)
   except ValueError:
-    raise ValueError(f"unknown technique {value!r}; choose one of "
+    raise ConfigError(f"unknown technique {value!r}; choose one of "
                      f"{[t.value for t in Technique]}") from None
