@@ -1,0 +1,97 @@
+"""`load(name)`: a decoder and its tokenizer from the zoo, a GGUF file or a Hugging Face folder."""
+import dataclasses
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from perjax.errors import PerjaxError
+from perjax.models import zoo
+from perjax.models.llama import Llama, LlamaConfig, tiny_llama_config
+from perjax.models.personal import PersonalConfig
+from perjax.models.tiny_tokenizer import byte_tokenizer
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+TINY_PREFIX = "tiny-llama"
+
+
+def _dtype(name) -> jnp.dtype:
+  if not isinstance(name, str):
+    return name
+  if name not in _DTYPES:
+    raise PerjaxError(f"unknown dtype {name!r}; choose one of {sorted(_DTYPES)}")
+  return _DTYPES[name]
+
+
+def read_checkpoint(name: str, progress: bool = True):
+  """(config, float32 weights dict, tokenizer) for a zoo name, a .gguf file or a HF folder."""
+  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+  path = zoo.resolve(name)
+  if path.is_file() and path.suffix == ".gguf":
+    from gguf import GGUFReader
+    from perjax.models import gguf_loader
+    try:
+      reader = GGUFReader(str(path))
+    except Exception as e:  # a truncated or foreign file
+      raise PerjaxError(f"{path} is not a readable GGUF file ({e})") from None
+    config = gguf_loader.read_config(reader)
+    return config, gguf_loader.read_weights(reader, config, progress), \
+        gguf_loader.read_tokenizer(reader)
+  if path.is_dir() and (path / "config.json").exists():
+    from perjax.models import hf_loader
+    config = hf_loader.read_config(path)
+    return config, hf_loader.read_weights(path, config), hf_loader.read_tokenizer(path)
+  raise PerjaxError(f"{path} is neither a .gguf file nor a Hugging Face model folder")
+
+
+def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig | None = None,
+          dtype="float32", param_dtype="float32", seed: int = 0) -> Llama:
+  """A Llama with the given base weights (random when None) and freshly initialised personal slots."""
+  dtype, param_dtype = _dtype(dtype), _dtype(param_dtype)
+  make = lambda: Llama(config, personal=personal, dtype=dtype, param_dtype=param_dtype,
+                       rngs=nnx.Rngs(seed))
+  if weights is None:
+    return make()
+  abstract = nnx.eval_shape(make)
+  graphdef, state = nnx.split(abstract)
+  pure = state.to_pure_dict()
+  pure["embed"] = weights["embed"]
+  pure["final_norm"] = weights["final_norm"]
+  if "lm_head" in pure:
+    pure["lm_head"] = weights["lm_head"]
+  for field in pure["layers"]:
+    pure["layers"][field] = weights["layers"][field]
+  if personal is not None:  # small: initialise for real, outside eval_shape
+    from perjax.models.llama import projection_shapes
+    from perjax.models.personal import PersonalSlots
+    slots = PersonalSlots(personal, num_layers=config.num_layers, hidden_size=config.hidden_size,
+                          projection_shapes=projection_shapes(config), param_dtype=param_dtype,
+                          rngs=nnx.Rngs(seed))
+    pure["personal"] = nnx.state(slots).to_pure_dict()
+  pure = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), pure,
+                      state.to_pure_dict())
+  nnx.replace_by_pure_dict(state, pure)
+  return nnx.merge(graphdef, state)
+
+
+def load_decoder(name: str, *, personal: PersonalConfig | None = None, dtype="float32",
+                 param_dtype="float32", seed: int = 0, progress: bool = True):
+  """(model, tokenizer). `name`: a zoo name, `tiny-llama[-SEED]`, a .gguf path, a HF folder or hub id."""
+  if name.startswith(TINY_PREFIX):
+    tokenizer = byte_tokenizer()
+    config = tiny_llama_config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                               eos_token_ids=(tokenizer.eos_token_id,),
+                               pad_token_id=tokenizer.pad_token_id)
+    return build(config, None, personal=personal, dtype=dtype, param_dtype=param_dtype,
+                 seed=seed), tokenizer
+  config, weights, tokenizer = read_checkpoint(name, progress)
+  return build(config, weights, personal=personal, dtype=dtype, param_dtype=param_dtype,
+               seed=seed), tokenizer
+
+
+def load(name: str, **kwargs):
+  """Public API: `model, tokenizer = perjax.models.load("smollm2-135m-instruct")`."""
+  return load_decoder(name, **kwargs)

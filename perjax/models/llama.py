@@ -1,0 +1,252 @@
+"""A Flax NNX decoder for the Llama family (SmolLM2, Llama 3.x, Qwen2/2.5, Mistral).
+
+Layer weights are stacked on a leading layer axis and applied with `lax.scan`, so a 30-layer
+model compiles one layer, not thirty (compile time dominates short CPU runs).
+
+Personal parameters (per-group LoRA, per-group soft prompts) are `Personal` variables stacked on
+a group axis `[G, ...]`; each example picks its row by `group_ids`, inside the jitted step.
+"""
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from perjax.models.personal import Personal, PersonalConfig, PersonalSlots
+from perjax.models.rope import rope_frequencies, apply_rope
+
+_MASK_VALUE = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float = 10000.0
+  rope_scaling: tuple | None = None  # Llama-3 scaling as sorted (key, value) pairs; hashable
+  rms_norm_eps: float = 1e-5
+  tie_embeddings: bool = True
+  attention_bias: bool = False
+  max_position: int = 2048
+  bos_token_id: int | None = None
+  eos_token_ids: tuple[int, ...] = ()
+  pad_token_id: int = 0
+
+  @classmethod
+  def from_hf(cls, cfg: dict) -> "LlamaConfig":
+    """From a Hugging Face `config.json` dict (llama, qwen2, mistral)."""
+    heads = cfg["num_attention_heads"]
+    eos = cfg.get("eos_token_id")
+    eos = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
+    scaling = cfg.get("rope_scaling") or (cfg.get("rope_parameters") or None)
+    theta = cfg.get("rope_theta") or (scaling or {}).get("rope_theta", 10000.0)
+    if scaling and scaling.get("rope_type", scaling.get("type")) != "llama3":
+      scaling = None
+    return cls(
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
+        intermediate_size=cfg["intermediate_size"], num_layers=cfg["num_hidden_layers"],
+        num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads", heads),
+        head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+        rope_theta=float(theta),
+        rope_scaling=tuple(sorted((k, v) for k, v in scaling.items() if not isinstance(v, str)))
+        if scaling else None,
+        rms_norm_eps=cfg.get("rms_norm_eps", 1e-5),
+        tie_embeddings=cfg.get("tie_word_embeddings", False),
+        attention_bias=cfg.get("attention_bias", cfg.get("model_type") == "qwen2"),
+        max_position=cfg.get("max_position_embeddings", 2048),
+        bos_token_id=cfg.get("bos_token_id"), eos_token_ids=eos,
+        pad_token_id=cfg.get("pad_token_id") if cfg.get("pad_token_id") is not None else
+        (eos[0] if eos else 0))
+
+
+def _rms_norm(x, weight, eps):
+  x32 = x.astype(jnp.float32)
+  x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+  return (x32 * weight.astype(jnp.float32)).astype(x.dtype)
+
+
+class LayerStack(nnx.Module):
+  """All decoder layers' weights, stacked on a leading layer axis."""
+
+  def __init__(self, c: LlamaConfig, *, param_dtype, rngs: nnx.Rngs):
+    L, d, f = c.num_layers, c.hidden_size, c.intermediate_size
+    q_dim, kv_dim = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+    normal = lambda shape, fan_in: nnx.Param(
+        jax.random.normal(rngs.params(), shape, param_dtype) / math.sqrt(fan_in))
+    self.attn_norm = nnx.Param(jnp.ones((L, d), param_dtype))
+    self.q = normal((L, d, q_dim), d)
+    self.k = normal((L, d, kv_dim), d)
+    self.v = normal((L, d, kv_dim), d)
+    self.o = normal((L, q_dim, d), q_dim)
+    if c.attention_bias:
+      self.q_bias = nnx.Param(jnp.zeros((L, q_dim), param_dtype))
+      self.k_bias = nnx.Param(jnp.zeros((L, kv_dim), param_dtype))
+      self.v_bias = nnx.Param(jnp.zeros((L, kv_dim), param_dtype))
+    self.mlp_norm = nnx.Param(jnp.ones((L, d), param_dtype))
+    self.gate = normal((L, d, f), d)
+    self.up = normal((L, d, f), d)
+    self.down = normal((L, f, d), f)
+
+
+# Projections that LoRA can target, with their (input, output) feature sizes.
+def projection_shapes(c: LlamaConfig) -> dict[str, tuple[int, int]]:
+  q_dim, kv_dim = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+  d, f = c.hidden_size, c.intermediate_size
+  return {"q": (d, q_dim), "k": (d, kv_dim), "v": (d, kv_dim), "o": (q_dim, d),
+          "gate": (d, f), "up": (d, f), "down": (f, d)}
+
+
+class Llama(nnx.Module):
+  """Decoder-only transformer. `model(input_ids)` -> logits `[B, T, V]`."""
+
+  def __init__(self, config: LlamaConfig, *, personal: PersonalConfig | None = None,
+               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
+    rngs = rngs or nnx.Rngs(0)
+    self.config = config
+    self.dtype = dtype
+    c = config
+    self.embed = nnx.Param(
+        jax.random.normal(rngs.params(), (c.vocab_size, c.hidden_size), param_dtype) * 0.02)
+    self.layers = LayerStack(c, param_dtype=param_dtype, rngs=rngs)
+    self.final_norm = nnx.Param(jnp.ones((c.hidden_size,), param_dtype))
+    self.lm_head = None if c.tie_embeddings else nnx.Param(
+        jax.random.normal(rngs.params(), (c.hidden_size, c.vocab_size), param_dtype) * 0.02)
+    self.personal = None if personal is None else PersonalSlots(
+        personal, num_layers=c.num_layers, hidden_size=c.hidden_size,
+        projection_shapes=projection_shapes(c), param_dtype=param_dtype, rngs=rngs)
+
+  # -- public API ---------------------------------------------------------------------------
+  def __call__(self, input_ids, *, group_ids=None, attention_mask=None):
+    """Logits `[B, T, V]` for right- or left-padded `input_ids` (mask 1 = real token)."""
+    input_ids = jnp.asarray(input_ids)
+    B, T = input_ids.shape
+    if attention_mask is None:
+      attention_mask = jnp.ones((B, T), jnp.int32)
+    logits, _ = self.forward(input_ids, attention_mask=attention_mask, group_ids=group_ids)
+    return logits
+
+  @property
+  def prefix_len(self) -> int:
+    return self.personal.config.prompt_len if self.personal is not None else 0
+
+  def init_cache(self, batch: int, length: int, dtype=None) -> dict:
+    """An empty KV cache for `length` slots (the soft-prompt prefix included)."""
+    c = self.config
+    shape = (c.num_layers, batch, length, c.num_kv_heads, c.head_dim)
+    dtype = dtype or self.dtype
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
+            "valid": jnp.zeros((batch, length), jnp.bool_)}
+
+  def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
+              positions=None):
+    """The full forward pass.
+
+    Without a cache: the soft prompt (if any) is prepended and logits for the real tokens are
+    returned. With a cache: tokens are written at `cache_index` (the prefix is written when
+    `cache_index == 0`), attending to every valid earlier slot. Returns (logits, cache).
+    """
+    c = self.config
+    B, T = input_ids.shape
+    group_ids = jnp.zeros((B,), jnp.int32) if group_ids is None else jnp.asarray(group_ids)
+    mask = jnp.asarray(attention_mask).astype(jnp.bool_)
+    x = jnp.take(self.embed.value, input_ids, axis=0).astype(self.dtype)
+    if positions is None:
+      positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0) + self.prefix_len
+    n_prefix = 0
+    if self.prefix_len and (cache is None or isinstance(cache_index, int) and cache_index == 0):
+      n_prefix = self.prefix_len
+      prefix = self.personal.prompt.value[group_ids].astype(self.dtype)  # [B, n, d]
+      x = jnp.concatenate([prefix, x], axis=1)
+      mask = jnp.concatenate([jnp.ones((B, n_prefix), jnp.bool_), mask], axis=1)
+      positions = jnp.concatenate(
+          [jnp.broadcast_to(jnp.arange(n_prefix), (B, n_prefix)), positions], axis=1)
+    lora = self.personal.gather_lora(group_ids, self.dtype) if self.personal is not None else {}
+
+    if cache is None:
+      kv_valid = mask
+      q_slots = jnp.arange(x.shape[1])
+      kv_slots = q_slots
+    else:
+      valid = jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))
+      kv_valid = valid
+      q_slots = cache_index + jnp.arange(x.shape[1])
+      kv_slots = jnp.arange(valid.shape[1])
+    # [B, Tq, S]: causal over slots, and never attend to padding.
+    attn_mask = (kv_slots[None, None, :] <= q_slots[None, :, None]) & kv_valid[:, None, :]
+    cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling)
+
+    def layer(h, xs):
+      p, lora_l, kv = xs
+      h, new_kv = self._layer(h, p, lora_l, kv, cos, sin, attn_mask, cache_index)
+      return h, new_kv
+
+    params = nnx.state(self.layers).to_pure_dict()
+    kv_in = None if cache is None else {"k": cache["k"], "v": cache["v"]}
+    x, kv_out = jax.lax.scan(layer, x, (params, lora, kv_in))
+    x = _rms_norm(x, self.final_norm.value, c.rms_norm_eps)
+    x = x[:, n_prefix:]
+    head = self.embed.value.T if self.lm_head is None else self.lm_head.value
+    logits = jnp.dot(x, head.astype(self.dtype), preferred_element_type=jnp.float32)
+    new_cache = None if cache is None else {**kv_out, "valid": kv_valid}
+    return logits, new_cache
+
+  # -- one layer ----------------------------------------------------------------------------
+  def _proj(self, x, p, lora_l, name):
+    y = jnp.dot(x, p[name].astype(self.dtype))
+    if name + "_bias" in p:
+      y = y + p[name + "_bias"].astype(self.dtype)
+    if name in lora_l:
+      a, b = lora_l[name]  # [B, din, r], [B, r, dout], scale folded into b by gather_lora
+      y = y + jnp.einsum("btr,bro->bto", jnp.einsum("btd,bdr->btr", x, a), b)
+    return y
+
+  def _layer(self, h, p, lora_l, kv, cos, sin, attn_mask, cache_index):
+    c = self.config
+    B, T, _ = h.shape
+    x = _rms_norm(h, p["attn_norm"], c.rms_norm_eps)
+    q = self._proj(x, p, lora_l, "q").reshape(B, T, c.num_heads, c.head_dim)
+    k = self._proj(x, p, lora_l, "k").reshape(B, T, c.num_kv_heads, c.head_dim)
+    v = self._proj(x, p, lora_l, "v").reshape(B, T, c.num_kv_heads, c.head_dim)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    if kv is not None:
+      k = jax.lax.dynamic_update_slice(kv["k"], k.astype(kv["k"].dtype), (0, cache_index, 0, 0))
+      v = jax.lax.dynamic_update_slice(kv["v"], v.astype(kv["v"].dtype), (0, cache_index, 0, 0))
+      new_kv = {"k": k, "v": v}
+      k, v = k.astype(self.dtype), v.astype(self.dtype)
+    else:
+      new_kv = None
+    attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads)
+    h = h + self._proj(attn.reshape(B, T, -1), p, lora_l, "o")
+    x = _rms_norm(h, p["mlp_norm"], c.rms_norm_eps)
+    gate = self._proj(x, p, lora_l, "gate")
+    up = self._proj(x, p, lora_l, "up")
+    h = h + self._proj(jax.nn.silu(gate) * up, p, lora_l, "down")
+    return h, new_kv
+
+
+def _gqa_attention(q, k, v, mask, num_kv_heads):
+  """Grouped-query attention: q [B,T,H,D], k/v [B,S,KV,D], mask [B,T,S] -> [B,T,H,D]."""
+  B, T, H, D = q.shape
+  q = q.reshape(B, T, num_kv_heads, H // num_kv_heads, D)
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+  scores = scores / math.sqrt(D)
+  scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+  return out.reshape(B, T, H, D)
+
+
+def tiny_llama_config(**overrides: Any) -> LlamaConfig:
+  """A tiny configuration with odd, prime sizes for fast tests."""
+  base = dict(vocab_size=131, hidden_size=42, intermediate_size=46, num_layers=3, num_heads=6,
+              num_kv_heads=2, head_dim=14, rope_theta=10000.0, max_position=256,
+              bos_token_id=1, eos_token_ids=(2,), pad_token_id=0, tie_embeddings=False)
+  base.update(overrides)
+  return LlamaConfig(**base)
