@@ -1,0 +1,173 @@
+"""LaMP and LongLaMP: task specs (metric kind, label list) and a reader for the official files.
+
+Official layout: `{split}_questions.json` = [{id, input, profile: [{id, ...fields}]}] and
+`{split}_outputs.json` = {task, golds: [{id, output}]}; files may carry a prefix (`LaMP_2_`).
+"""
+import dataclasses
+import datetime
+import os
+import re
+from pathlib import Path
+
+from perjax.data.schema import PersonalizedExample, Profile, ProfileItem, Task, profile_user_id
+from perjax.data.files import read_json
+from perjax.errors import DataError
+
+LAMP1_LABELS = ("[1]", "[2]")
+# LaMP-2 as published now: movie tagging.
+LAMP2_MOVIE_TAGS = ("sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia",
+                    "dark comedy", "classic", "psychology", "fantasy", "romance",
+                    "thought-provoking", "social commentary", "violence", "true story")
+# LaMP-2 as first published: news categorization.
+LAMP2_NEWS_CATEGORIES = ("travel", "education", "parenting", "sports", "food & drink", "women",
+                         "business", "entertainment", "crime", "science & technology",
+                         "style & beauty", "politics", "religion", "healthy living",
+                         "culture & arts")
+LAMP3_LABELS = ("1", "2", "3", "4", "5")
+
+
+@dataclasses.dataclass(frozen=True)
+class LampSpec:
+  """kind: classification | rating | generation; metrics: the official ones, primary first."""
+  task: str
+  kind: str
+  metrics: tuple[str, ...]
+  labels: tuple[str, ...] | None = None
+
+
+_CLASSIFICATION = ("accuracy", "f1")
+_RATING = ("MAE", "RMSE")
+_GENERATION = ("rouge-1", "rouge-L")
+
+
+def lamp_spec(task: str, golds=None, profile_fields=None) -> LampSpec:
+  """The spec of a LaMP/LongLaMP task name ("LaMP_2", "LaMP-2", "LongLaMP_1", ...).
+
+  "LaMP_2" names both LaMP-2 versions; they are told apart by the golds (their label sets are
+  disjoint) or by the profile fields (news profiles have a "category", movie ones a "tag").
+  "LaMP_2-news" / "LaMP_2-movies" name one explicitly.
+  """
+  name = task.strip()
+  if re.fullmatch(r"LongLaMP[_-].+", name):
+    return LampSpec(name, "generation", _GENERATION)
+  m = re.fullmatch(r"LaMP[_-]([1-7])(?:-(news|movies))?", name)
+  if not m:
+    raise DataError(f"unknown task {task!r}; expected LaMP_1 .. LaMP_7 or LongLaMP_*")
+  n, version = int(m.group(1)), m.group(2)
+  if n == 1:
+    return LampSpec("LaMP_1", "classification", _CLASSIFICATION, LAMP1_LABELS)
+  if n == 2:
+    if version is None:
+      version = _lamp2_version(golds, profile_fields)
+    labels = LAMP2_NEWS_CATEGORIES if version == "news" else LAMP2_MOVIE_TAGS
+    return LampSpec(f"LaMP_2-{version}", "classification", _CLASSIFICATION, labels)
+  if n == 3:
+    return LampSpec("LaMP_3", "rating", _RATING, LAMP3_LABELS)
+  return LampSpec(f"LaMP_{n}", "generation", _GENERATION)
+
+
+def _lamp2_version(golds, profile_fields) -> str:
+  if profile_fields:
+    if "category" in profile_fields:
+      return "news"
+    if "tag" in profile_fields:
+      return "movies"
+  golds = set(golds or ())
+  news, movies = len(golds & set(LAMP2_NEWS_CATEGORIES)), len(golds & set(LAMP2_MOVIE_TAGS))
+  return "news" if news > movies else "movies"  # the current benchmark when undecided
+
+
+def _parse_time(value) -> float | None:
+  if value is None or value == "":
+    return None
+  if isinstance(value, (int, float)):
+    return float(value)
+  for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y"):
+    try:
+      return datetime.datetime.strptime(str(value).strip(), fmt).replace(
+          tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+      pass
+  return None  # an unknown date format only costs recency ordering
+
+
+def read_golds(path) -> tuple[str, dict[str, str]]:
+  """(task name, id -> output) from an outputs file, checked for shape and duplicate ids."""
+  data = read_json(path)
+  if not isinstance(data, dict) or "golds" not in data or "task" not in data:
+    raise DataError(f"{path}: expected an object with 'task' and 'golds'")
+  if not isinstance(data["golds"], list):
+    raise DataError(f"{path}: 'golds' must be a list")
+  golds = {}
+  for i, g in enumerate(data["golds"]):
+    if not isinstance(g, dict) or "id" not in g or "output" not in g:
+      raise DataError(f"{path}: golds[{i}] must be an object with 'id' and 'output'")
+    gid = str(g["id"])
+    if gid in golds:
+      raise DataError(f"{path}: duplicate id {gid!r}")
+    golds[gid] = str(g["output"])
+  return str(data["task"]), golds
+
+
+def read_questions(path, golds: dict[str, str] | None = None) -> list[PersonalizedExample]:
+  """Examples of a questions file; targets come from `golds` (None when there are none)."""
+  data = read_json(path)
+  if not isinstance(data, list):
+    raise DataError(f"{path}: expected a list of questions")
+  out = []
+  for i, q in enumerate(data):
+    if not isinstance(q, dict) or not {"id", "input", "profile"} <= q.keys():
+      raise DataError(f"{path}: question {i} must be an object with 'id', 'input' and 'profile'")
+    if not isinstance(q["profile"], list):
+      raise DataError(f"{path}: question {q['id']!r}: 'profile' must be a list")
+    items = []
+    for j, p in enumerate(q["profile"]):
+      if not isinstance(p, dict) or "id" not in p:
+        raise DataError(f"{path}: question {q['id']!r}: profile item {j} has no 'id'")
+      fields = {k: str(v) for k, v in p.items() if k not in ("id", "date")}
+      items.append(ProfileItem(str(p["id"]), fields, _parse_time(p.get("date"))))
+    if any(it.time is not None for it in items):
+      items.sort(key=lambda it: (it.time is None, it.time or 0.0))  # oldest first
+    qid = str(q["id"])
+    if golds is not None and qid not in golds:
+      raise DataError(f"{path}: question {qid!r} has no gold output")
+    out.append(PersonalizedExample(
+        id=qid, user_id=profile_user_id([it.id for it in items]), input=str(q["input"]),
+        target=golds[qid] if golds is not None else None, profile=Profile(tuple(items))))
+  return out
+
+
+def load_lamp(path: "str | os.PathLike", prefix: str = "", task: str | None = None) -> Task:
+  """Reads every `{prefix}{split}_questions.json` (train, dev, test) found in the folder `path`.
+
+  The task name comes from `task`, else from an outputs file. Splits without an outputs file
+  (LaMP test sets) get target None.
+  """
+  root = Path(path)
+  splits, names, all_golds, fields = {}, set(), set(), set()
+  for split in ("train", "dev", "test"):
+    qpath = root / f"{prefix}{split}_questions.json"
+    if not qpath.is_file():
+      continue
+    opath = root / f"{prefix}{split}_outputs.json"
+    golds = None
+    if opath.is_file():
+      name, golds = read_golds(opath)
+      names.add(name)
+      all_golds |= set(golds.values())
+    splits[split] = read_questions(qpath, golds)
+    for ex in splits[split][:5]:
+      for it in ex.profile.items[:1]:
+        fields |= set(it.fields)
+  if not splits:
+    raise DataError(f"missing data file {root / (prefix + 'train_questions.json')} "
+                    f"(no {prefix}{{train,dev,test}}_questions.json in {root})")
+  if len(names) > 1:
+    raise DataError(f"{root}: outputs files disagree on the task: {sorted(names)}")
+  name = task or (names.pop() if names else None)
+  if name is None:
+    raise DataError(f"{root}: no outputs file names the task; pass task=")
+  spec = lamp_spec(name, all_golds, fields)
+  return Task(name=spec.task, granularity="user", splits=splits, metrics=spec.metrics,
+              labels=spec.labels, split_by="official",
+              description=f"{spec.task} read from {root}/{prefix}*")
