@@ -52,6 +52,8 @@ def dsp_preferences(data_dir=None, split="query", seed=0, domains=DOMAINS, rejec
       for o in others:
         if o not in responses:
           raise DataError(f"{path}: entry {q} has no {o!r} response")
+        if responses[o].strip() == responses[d].strip():
+          continue  # identical responses carry no preference
         ex = PreferenceExample(id=f"dsp-{q}-{d}-{o}", user_id=d, prompt=row["query"],
                                chosen=responses[d], rejected=responses[o], persona_id=d)
         splits[query_split[q] if split == "query" else domain_split[d]].append(ex)

@@ -120,8 +120,13 @@ def _time_stages(ordered, fractions) -> list[int]:
   examples; history-only records fall in whichever stage their time does."""
   positions = [i for i, r in enumerate(ordered) if r.is_example]  # only examples are counted
   a, b = cut(len(positions), fractions)
-  cut_times = [ordered[positions[a]].time if a < len(positions) else float("inf"),
-               ordered[positions[b]].time if b < len(positions) else float("inf")]
+  inf = float("inf")
+  test_cut = ordered[positions[b]].time if b < len(positions) else inf
+  dev_cut = ordered[positions[a]].time if a < len(positions) else inf
+  if dev_cut == test_cut < inf:  # a tie would empty dev: start it at the previous time instead
+    earlier = [ordered[i].time for i in positions[:a] if ordered[i].time < test_cut]
+    dev_cut = max(earlier) if len(earlier) > 1 else test_cut
+  cut_times = [dev_cut, test_cut]
   return [(r.time >= cut_times[0]) + (r.time >= cut_times[1]) for r in ordered]
 
 
