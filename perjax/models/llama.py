@@ -145,7 +145,7 @@ class Llama(nnx.Module):
             "valid": jnp.zeros((batch, length), jnp.bool_)}
 
   def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
-              positions=None):
+              positions=None, last_logits_only: bool = False):
     """The full forward pass.
 
     Without a cache: the soft prompt (if any) is prepended and logits for the real tokens are
@@ -182,19 +182,30 @@ class Llama(nnx.Module):
     attn_mask = (kv_slots[None, None, :] <= q_slots[None, :, None]) & kv_valid[:, None, :]
     cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling)
 
-    def layer(h, xs):
-      p, lora_l, kv = xs
-      h, new_kv = self._layer(h, p, lora_l, kv, cos, sin, attn_mask, cache_index)
-      return h, new_kv
-
     params = nnx.state(self.layers).to_pure_dict()
-    kv_in = None if cache is None else {"k": cache["k"], "v": cache["v"]}
-    x, kv_out = jax.lax.scan(layer, x, (params, lora, kv_in))
+    if cache is None:
+      def layer(h, xs):
+        p, lora_l = xs
+        return self._layer(h, p, lora_l, None, cos, sin, attn_mask, cache_index)[0], None
+      x, _ = jax.lax.scan(layer, x, (params, lora))
+      new_cache = None
+    else:
+      # The cache rides in the scan carry so each layer updates its slice in place.
+      def layer(carry, xs):
+        h, k_all, v_all = carry
+        p, lora_l, i = xs
+        kv = {"k": k_all[i], "v": v_all[i]}
+        h, kv = self._layer(h, p, lora_l, kv, cos, sin, attn_mask, cache_index)
+        k_all = jax.lax.dynamic_update_index_in_dim(k_all, kv["k"], i, 0)
+        v_all = jax.lax.dynamic_update_index_in_dim(v_all, kv["v"], i, 0)
+        return (h, k_all, v_all), None
+      (x, k_all, v_all), _ = jax.lax.scan(
+          layer, (x, cache["k"], cache["v"]), (params, lora, jnp.arange(c.num_layers)))
+      new_cache = {"k": k_all, "v": v_all, "valid": kv_valid}
     x = _rms_norm(x, self.final_norm.value, c.rms_norm_eps)
-    x = x[:, n_prefix:]
+    x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
     head = self.embed.value.T if self.lm_head is None else self.lm_head.value
     logits = jnp.dot(x, head.astype(self.dtype), preferred_element_type=jnp.float32)
-    new_cache = None if cache is None else {**kv_out, "valid": kv_valid}
     return logits, new_cache
 
   # -- one layer ----------------------------------------------------------------------------

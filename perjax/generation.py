@@ -1,0 +1,156 @@
+"""Jitted KV-cache generation for batches of prompts of different lengths.
+
+Prompts are left-padded to a bucketed length, so calls with similar prompts reuse one compiled
+program; prefill and the whole decode loop (`lax.while_loop`) run inside a single jit. Each row
+carries its own group id, so one batch mixes users' adapters and soft prompts.
+"""
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from perjax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  """temperature 0 is greedy; top_k 0 and top_p 1.0 switch those filters off."""
+  max_new_tokens: int = 32
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+
+  def __post_init__(self):
+    if self.max_new_tokens < 1:
+      raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+    if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+      raise ConfigError(f"invalid sampling settings {self}")
+
+
+def bucket_length(n: int, multiple: int = 32) -> int:
+  return max(multiple, -(-n // multiple) * multiple)
+
+
+def _filter_logits(logits, sampling: SamplingConfig):
+  if sampling.top_k:
+    kth = jax.lax.top_k(logits, sampling.top_k)[0][:, -1:]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if sampling.top_p < 1.0:
+    sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+    exclusive_mass = jnp.cumsum(probs, axis=-1) - probs
+    cutoff = jnp.min(jnp.where(exclusive_mass < sampling.top_p, sorted_logits, jnp.inf),
+                     axis=-1, keepdims=True)
+    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+  return logits
+
+
+def _next_token(logits, rng, sampling: SamplingConfig):
+  if sampling.temperature == 0.0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  logits = _filter_logits(logits / sampling.temperature, sampling)
+  return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "eos_ids", "pad_id"))
+def _generate(graphdef, state, ids, mask, group_ids, rng, *, sampling, eos_ids, pad_id):
+  model = nnx.merge(graphdef, state)
+  B, P = ids.shape
+  start = model.prefix_len + P  # first slot after the prompt
+  cache = model.init_cache(B, start + sampling.max_new_tokens)
+  logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
+                                cache_index=0, last_logits_only=True)
+  positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
+  out = jnp.full((B, sampling.max_new_tokens), pad_id, jnp.int32)
+  eos = jnp.asarray(eos_ids, jnp.int32)
+
+  def cond(carry):
+    i, _, _, _, done, _ = carry
+    return (i < sampling.max_new_tokens) & ~jnp.all(done)
+
+  def body(carry):
+    i, last_logits, cache, out, done, positions = carry
+    token = _next_token(last_logits, jax.random.fold_in(rng, i), sampling)
+    token = jnp.where(done, pad_id, token)
+    out = out.at[:, i].set(token)
+    done = done | jnp.isin(token, eos)
+
+    def step(cache):
+      logits, cache = model.forward(
+          token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
+          cache=cache, cache_index=start + i, positions=positions[:, None])
+      return logits[:, 0], cache
+
+    more = (i + 1 < sampling.max_new_tokens) & ~jnp.all(done)
+    last_logits, cache = jax.lax.cond(more, step, lambda c: (last_logits, c), cache)
+    return i + 1, last_logits, cache, out, done, positions + 1
+
+  done = jnp.zeros((B,), jnp.bool_)
+  carry = (jnp.int32(0), logits[:, -1], cache, out, done, positions)
+  return jax.lax.while_loop(cond, body, carry)[3]
+
+
+class Generator:
+  """Generation for one model; compiled programs are cached by (batch, bucket, sampling)."""
+
+  def __init__(self, model, tokenizer=None, *, bucket: int = 32):
+    self.graphdef, self.state = nnx.split(model)
+    self.config = model.config
+    self.tokenizer = tokenizer
+    self.bucket = bucket
+
+  def refresh(self, model) -> None:
+    """Take new parameter values (e.g. after training); same structure, so no recompilation."""
+    self.state = nnx.state(model)
+
+  def generate_ids(self, prompts: Sequence[Sequence[int]], *, group_ids=None,
+                   sampling: SamplingConfig = SamplingConfig(), seed: int = 0) -> list[list[int]]:
+    """New token ids for each prompt, cut after the first EOS (EOS included)."""
+    if not len(prompts):
+      return []
+    if any(len(p) == 0 for p in prompts):
+      raise ConfigError("an empty prompt cannot be continued")
+    B = len(prompts)
+    P = bucket_length(max(len(p) for p in prompts), self.bucket)
+    ids = np.full((B, P), self.config.pad_token_id, np.int32)
+    mask = np.zeros((B, P), np.int32)
+    for row, p in enumerate(prompts):
+      ids[row, P - len(p):] = p  # left padding: every row's last prompt token is at P - 1
+      mask[row, P - len(p):] = 1
+    group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
+    eos_ids = tuple(self.config.eos_token_ids) or (-1,)
+    out = _generate(self.graphdef, self.state, ids, mask, group_ids, jax.random.key(seed),
+                    sampling=sampling, eos_ids=eos_ids, pad_id=int(self.config.pad_token_id))
+    out = np.asarray(out)
+    results = []
+    for row in out:
+      tokens = row.tolist()
+      for j, t in enumerate(tokens):
+        if t in eos_ids:
+          tokens = tokens[:j + 1]
+          break
+      results.append(tokens)
+    return results
+
+  def encode_prompts(self, texts: Sequence[str], *, chat: bool = True,
+                     system: str | None = None) -> list[list[int]]:
+    tok = self.tokenizer
+    if chat and tok.chat_template:
+      messages = [([{"role": "system", "content": system}] if system else []) +
+                  [{"role": "user", "content": t}] for t in texts]
+      return [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True,
+                                      return_dict=False) for m in messages]
+    return [tok(t).input_ids for t in texts]
+
+  def generate(self, texts: Sequence[str], *, group_ids=None, chat: bool = True,
+               system: str | None = None, sampling: SamplingConfig = SamplingConfig(),
+               seed: int = 0) -> list[str]:
+    """Decoded continuations (special tokens dropped) for each text."""
+    prompts = self.encode_prompts(texts, chat=chat, system=system)
+    outs = self.generate_ids(prompts, group_ids=group_ids, sampling=sampling, seed=seed)
+    return [self.tokenizer.decode(o, skip_special_tokens=True) for o in outs]

@@ -1,0 +1,1 @@
+"""Training: per-group optimizers, objectives, batching and the jitted train step."""

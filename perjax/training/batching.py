@@ -1,0 +1,39 @@
+"""Turning (prompt, target) token sequences into fixed-shape training batches."""
+import numpy as np
+
+
+def pack_example(prompt_ids, target_ids, max_len: int):
+  """Prompt then target, truncated from the left of the prompt to fit `max_len`.
+
+  Returns (ids, loss_mask): the loss covers only target tokens (their predictions come from the
+  position before each one).
+  """
+  target_ids = list(target_ids)[:max_len - 1]
+  keep = max_len - len(target_ids)
+  prompt_ids = list(prompt_ids)[-keep:] if keep > 0 else []
+  ids = prompt_ids + target_ids
+  mask = [0] * len(prompt_ids) + [1] * len(target_ids)
+  return ids, mask
+
+
+def make_batch(examples, seq_len: int, pad_id: int, accum: int = 1) -> dict:
+  """examples: list of (ids, loss_mask, group_id), len == accum * B. Right padding.
+
+  Returns numpy arrays shaped [accum, B, seq_len] (and [accum, B] for group ids).
+  """
+  n = len(examples)
+  if n % accum:
+    raise ValueError(f"{n} examples do not split into {accum} micro-batches")
+  ids = np.full((n, seq_len), pad_id, np.int32)
+  loss_mask = np.zeros((n, seq_len), np.int32)
+  attention = np.zeros((n, seq_len), np.int32)
+  groups = np.zeros((n,), np.int32)
+  for row, (seq, mask, group) in enumerate(examples):
+    seq, mask = list(seq)[:seq_len], list(mask)[:seq_len]
+    ids[row, :len(seq)] = seq
+    loss_mask[row, :len(mask)] = mask
+    attention[row, :len(seq)] = 1
+    groups[row] = group
+  shape = lambda a: a.reshape((accum, n // accum) + a.shape[1:])
+  return {"input_ids": shape(ids), "loss_mask": shape(loss_mask),
+          "attention_mask": shape(attention), "group_ids": shape(groups)}

@@ -1,0 +1,34 @@
+"""Training objectives. Each maps (logits, batch) to a scalar loss and metrics.
+
+Losses are a *sum over groups of each group's mean token loss*, so the gradient a group's
+personal parameters receive is exactly what training that group alone would give it.
+"""
+import jax
+import jax.numpy as jnp
+
+
+def token_nll(logits, input_ids):
+  """Per-position negative log-likelihood of the next token: [B, T-1]."""
+  logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+  return -jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
+
+
+def group_mean_loss(per_token, weights, group_ids, num_groups: int):
+  """sum_g mean(per_token over group g's weighted tokens), and the total mean for reporting."""
+  tok_sum = jnp.sum(per_token * weights, axis=1)
+  tok_cnt = jnp.sum(weights, axis=1)
+  g_sum = jax.ops.segment_sum(tok_sum, group_ids, num_segments=num_groups)
+  g_cnt = jax.ops.segment_sum(tok_cnt, group_ids, num_segments=num_groups)
+  loss = jnp.sum(jnp.where(g_cnt > 0, g_sum / jnp.maximum(g_cnt, 1.0), 0.0))
+  mean = jnp.sum(tok_sum) / jnp.maximum(jnp.sum(tok_cnt), 1.0)
+  return loss, mean
+
+
+def lm_loss(model, batch, num_groups: int):
+  """Causal LM loss on the target tokens (`loss_mask` marks them; prompt tokens are masked)."""
+  logits = model(batch["input_ids"], group_ids=batch["group_ids"],
+                 attention_mask=batch["attention_mask"])
+  nll = token_nll(logits, batch["input_ids"])
+  weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
+  loss, mean = group_mean_loss(nll, weights, batch["group_ids"], num_groups)
+  return loss, {"loss": mean}

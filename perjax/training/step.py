@@ -1,0 +1,104 @@
+"""The pure, jitted train step: `(state, batch, rng) -> (state, metrics)`.
+
+Gradients and optimizer state exist only for the trainable parameters: the personal ones
+(always), and the base weights only for full fine-tuning. The state is donated, so the step
+updates the parameters in place; it compiles once for a fixed batch shape.
+"""
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from perjax.models.personal import Personal
+from perjax.training.optim import per_group
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array
+  personal: Any      # nnx.State of Personal variables, leading group axis
+  base: Any          # nnx.State of the base weights
+  rest: Any          # any other variables
+  opt_personal: Any
+  opt_base: Any      # None unless the base is trained
+
+
+def split_model(model):
+  """(graphdef, personal, base, rest) in the order `merge_model` expects."""
+  return nnx.split(model, Personal, nnx.Param, ...)
+
+
+def merge_model(graphdef, state: TrainState):
+  return nnx.merge(graphdef, state.personal, state.base, state.rest)
+
+
+def num_groups_of(personal) -> int:
+  leaves = jax.tree.leaves(personal)
+  return int(leaves[0].shape[0]) if leaves else 1
+
+
+def init_train_state(model, tx: optax.GradientTransformation, *, train_base: bool = False):
+  """(graphdef, TrainState, personal_tx, base_tx) for `model`."""
+  graphdef, personal, base, rest = split_model(model)
+  personal_tx = per_group(tx)
+  base_tx = tx if train_base else None
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), personal=personal, base=base, rest=rest,
+      opt_personal=personal_tx.init(personal) if jax.tree.leaves(personal) else None,
+      opt_base=base_tx.init(base) if train_base else None)
+  return graphdef, state, personal_tx, base_tx
+
+
+def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_groups: int,
+                    *, donate: bool = True, in_shardings=None, out_shardings=None):
+  """The jitted step. `batch` leaves are `[accum, B, ...]`: gradients are summed over the
+  leading micro-batch axis (gradient accumulation) before one optimizer update.
+
+  `objective(model, micro_batch, rng, num_groups) -> (loss, metrics)`.
+  """
+  train_base = base_tx is not None
+
+  def loss_fn(trainable, frozen_base, rest, micro, rng):
+    personal, base = trainable if train_base else (trainable[0], frozen_base)
+    model = nnx.merge(graphdef, personal, base, rest)
+    return objective(model, micro, rng, num_groups)
+
+  def step(state: TrainState, batch: dict, rng):
+    trainable = (state.personal, state.base) if train_base else (state.personal,)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def accumulate(grads_sum, xs):
+      micro, i = xs
+      (loss, metrics), grads = grad_fn(trainable, state.base, state.rest, micro,
+                                       jax.random.fold_in(rng, i))
+      return jax.tree.map(jnp.add, grads_sum, grads), (loss, metrics)
+
+    accum = jax.tree.leaves(batch)[0].shape[0]
+    zeros = jax.tree.map(jnp.zeros_like, trainable)
+    grads, (losses, metrics) = jax.lax.scan(accumulate, zeros, (batch, jnp.arange(accum)))
+    grads = jax.tree.map(lambda g: g / accum, grads)
+    metrics = jax.tree.map(jnp.mean, metrics)
+
+    # A group is updated only in steps where it has examples (see optim.per_group).
+    present = jax.ops.segment_max(
+        jnp.ones_like(batch["group_ids"].reshape(-1), jnp.int32), batch["group_ids"].reshape(-1),
+        num_segments=num_groups) > 0
+    personal, opt_personal = state.personal, state.opt_personal
+    if opt_personal is not None:
+      updates, opt_personal = personal_tx.update(grads[0], opt_personal, personal,
+                                                 present=present)
+      personal = optax.apply_updates(personal, updates)
+    base, opt_base = state.base, state.opt_base
+    if train_base:
+      updates, opt_base = base_tx.update(grads[1], opt_base, base)
+      base = optax.apply_updates(base, updates)
+    new_state = state.replace(step=state.step + 1, personal=personal, base=base,
+                              opt_personal=opt_personal, opt_base=opt_base)
+    metrics = {**metrics, "objective": jnp.mean(losses)}
+    return new_state, metrics
+
+  jit_kwargs = {}
+  if in_shardings is not None:
+    jit_kwargs = dict(in_shardings=in_shardings, out_shardings=out_shardings)
+  return jax.jit(step, donate_argnums=(0,) if donate else (), **jit_kwargs)
