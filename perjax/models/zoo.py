@@ -151,6 +151,6 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
   try:
     MODELS.get(key)  # only for its near-miss suggestions
   except UnknownNameError as e:
-    raise PerjaxError(f"{e} It is not a local path either, and {hub_error}; "
+    raise PerjaxError(f"{e} (not a local path either; {hub_error}); "
                       f"see `perjax models list`") from None
   raise AssertionError("unreachable: zoo names return above")
