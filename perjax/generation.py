@@ -98,11 +98,13 @@ def _generate(graphdef, state, ids, mask, group_ids, rng, *, sampling, eos_ids, 
 class Generator:
   """Generation for one model; compiled programs are cached by (batch, bucket, sampling)."""
 
-  def __init__(self, model, tokenizer=None, *, bucket: int = 32):
+  def __init__(self, model, tokenizer=None, *, bucket: int = 32, stop_at_eos: bool = True):
     self.graphdef, self.state = nnx.split(model)
     self.config = model.config
     self.tokenizer = tokenizer
     self.bucket = bucket
+    # Benchmarks switch EOS off so every row decodes the full length, like min_new_tokens.
+    self.eos_ids = tuple(model.config.eos_token_ids) if stop_at_eos else ()
 
   def refresh(self, model) -> None:
     """Take new parameter values (e.g. after training); same structure, so no recompilation."""
@@ -123,7 +125,7 @@ class Generator:
       ids[row, P - len(p):] = p  # left padding: every row's last prompt token is at P - 1
       mask[row, P - len(p):] = 1
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
-    eos_ids = tuple(self.config.eos_token_ids) or (-1,)
+    eos_ids = self.eos_ids or (-1,)
     out = _generate(self.graphdef, self.state, ids, mask, group_ids, jax.random.key(seed),
                     sampling=sampling, eos_ids=eos_ids, pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)

@@ -1,0 +1,1 @@
+"""Benchmarks behind `perjax bench`: each returns one JSON-able dict of figures."""

@@ -1,0 +1,75 @@
+"""`perjax bench generate|train|retrieval`: one JSON line of figures each (see docs/benchmarks.md)."""
+import json
+
+
+def register(subparsers):
+  p = subparsers.add_parser("bench", help="throughput benchmarks (one JSON line)")
+  sub = p.add_subparsers(dest="bench", required=True)
+
+  g = sub.add_parser("generate", help="greedy decoding tokens/s on random prompts")
+  g.add_argument("--model", default="smollm2-135m-instruct")
+  g.add_argument("--batch", type=int, default=16)
+  g.add_argument("--prompt-len", type=int, default=128)
+  g.add_argument("--new-tokens", type=int, default=32)
+  g.add_argument("--adapters", type=int, default=0, help="mix this many random LoRA adapters")
+  g.add_argument("--rank", type=int, default=8)
+  g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  g.add_argument("--json", action="store_true", help="print only the JSON line")
+  g.set_defaults(func=_run_generate)
+
+  t = sub.add_parser("train", help="multi-user LoRA training tokens/s")
+  t.add_argument("--model", default="smollm2-135m-instruct")
+  t.add_argument("--users", type=int, default=4)
+  t.add_argument("--steps", type=int, default=3)
+  t.add_argument("--batch", type=int, default=4)
+  t.add_argument("--seq", type=int, default=128)
+  t.add_argument("--rank", type=int, default=8)
+  t.add_argument("--devices", type=int, default=1)
+  t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  t.add_argument("--json", action="store_true")
+  t.set_defaults(func=_run_train)
+
+  r = sub.add_parser("retrieval", help="BM25 queries/s over one pool")
+  r.add_argument("--items", type=int, default=10_000)
+  r.add_argument("--queries", type=int, default=1_000)
+  r.add_argument("--json", action="store_true")
+  r.set_defaults(func=_run_retrieval)
+
+
+def _print(result: dict, as_json: bool) -> None:
+  if as_json:
+    print(json.dumps(result))
+  else:
+    for key, value in result.items():
+      print(f"{key:14s} {value:.4g}" if isinstance(value, float) else f"{key:14s} {value}")
+
+
+def _check_positive(**values):
+  from perjax.errors import ConfigError
+  for name, value in values.items():
+    if value < 1:
+      raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def _run_generate(args):
+  from perjax.bench.generate import bench_generate
+  _check_positive(batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens,
+                  rank=args.rank)
+  _print(bench_generate(args.model, batch=args.batch, prompt_len=args.prompt_len,
+                        new_tokens=args.new_tokens, adapters=args.adapters, rank=args.rank,
+                        dtype=args.dtype), args.json)
+
+
+def _run_train(args):
+  from perjax.bench.train import bench_train
+  _check_positive(users=args.users, steps=args.steps, batch=args.batch, seq=args.seq,
+                  rank=args.rank, devices=args.devices)
+  _print(bench_train(args.model, users=args.users, steps=args.steps, batch=args.batch,
+                     seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype),
+         args.json)
+
+
+def _run_retrieval(args):
+  from perjax.retrieval.bench import bench_bm25
+  _check_positive(items=args.items, queries=args.queries)
+  _print(bench_bm25(args.items, args.queries), args.json)
