@@ -20,7 +20,7 @@ def randomize_lora_b(model, seed: int = 0, scale: float = 0.02) -> None:
   key = jax.random.key(seed)
   for i, name in enumerate(slots.targets):
     b = getattr(slots, f"lora_{name}_b")
-    b.value = jax.random.normal(jax.random.fold_in(key, i), b.value.shape, b.value.dtype) * scale
+    b[...] = jax.random.normal(jax.random.fold_in(key, i), b[...].shape, b[...].dtype) * scale
 
 
 def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: int,

@@ -156,13 +156,13 @@ class Llama(nnx.Module):
     B, T = input_ids.shape
     group_ids = jnp.zeros((B,), jnp.int32) if group_ids is None else jnp.asarray(group_ids)
     mask = jnp.asarray(attention_mask).astype(jnp.bool_)
-    x = jnp.take(self.embed.value, input_ids, axis=0).astype(self.dtype)
+    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype)
     if positions is None:
       positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0) + self.prefix_len
     n_prefix = 0
     if self.prefix_len and (cache is None or isinstance(cache_index, int) and cache_index == 0):
       n_prefix = self.prefix_len
-      prefix = self.personal.prompt.value[group_ids].astype(self.dtype)  # [B, n, d]
+      prefix = self.personal.prompt[...][group_ids].astype(self.dtype)  # [B, n, d]
       x = jnp.concatenate([prefix, x], axis=1)
       mask = jnp.concatenate([jnp.ones((B, n_prefix), jnp.bool_), mask], axis=1)
       positions = jnp.concatenate(
@@ -202,9 +202,9 @@ class Llama(nnx.Module):
       (x, k_all, v_all), _ = jax.lax.scan(
           layer, (x, cache["k"], cache["v"]), (params, lora, jnp.arange(c.num_layers)))
       new_cache = {"k": k_all, "v": v_all, "valid": kv_valid}
-    x = _rms_norm(x, self.final_norm.value, c.rms_norm_eps)
+    x = _rms_norm(x, self.final_norm[...], c.rms_norm_eps)
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
-    head = self.embed.value.T if self.lm_head is None else self.lm_head.value
+    head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
     logits = jnp.dot(x, head.astype(self.dtype), preferred_element_type=jnp.float32)
     return logits, new_cache
 

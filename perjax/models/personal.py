@@ -62,7 +62,7 @@ class PersonalSlots(nnx.Module):
     out = {}
     scale = self.config.lora_scale
     for name in self.targets:
-      a = getattr(self, f"lora_{name}_a").value[group_ids].astype(dtype)
-      b = getattr(self, f"lora_{name}_b").value[group_ids].astype(dtype) * scale
+      a = getattr(self, f"lora_{name}_a")[...][group_ids].astype(dtype)
+      b = getattr(self, f"lora_{name}_b")[...][group_ids].astype(dtype) * scale
       out[name] = (jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1))
     return out
