@@ -19,7 +19,9 @@ def pack_example(prompt_ids, target_ids, max_len: int):
 def make_batch(examples, seq_len: int, pad_id: int, accum: int = 1) -> dict:
   """examples: list of (ids, loss_mask, group_id), len == accum * B. Right padding.
 
-  Returns numpy arrays shaped [accum, B, seq_len] (and [accum, B] for group ids).
+  Returns numpy arrays shaped [accum, B, seq_len] (and [accum, B] for group ids and
+  `group_tokens`: the loss-token count of the example's group over the whole batch / accum, so
+  accumulated micro-batches give each group the mean over all its tokens; see objectives).
   """
   n = len(examples)
   if n % accum:
@@ -34,6 +36,10 @@ def make_batch(examples, seq_len: int, pad_id: int, accum: int = 1) -> dict:
     loss_mask[row, :len(mask)] = mask
     attention[row, :len(seq)] = 1
     groups[row] = group
+  counted = loss_mask[:, 1:].sum(axis=1)  # the tokens the loss sees (predicted from t-1)
+  per_group = {int(g): counted[groups == g].sum() for g in np.unique(groups)}
+  group_tokens = np.array([per_group[int(g)] for g in groups], np.float32) / accum
   shape = lambda a: a.reshape((accum, n // accum) + a.shape[1:])
   return {"input_ids": shape(ids), "loss_mask": shape(loss_mask),
-          "attention_mask": shape(attention), "group_ids": shape(groups)}
+          "attention_mask": shape(attention), "group_ids": shape(groups),
+          "group_tokens": shape(group_tokens)}

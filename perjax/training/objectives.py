@@ -2,6 +2,11 @@
 
 Losses are a *sum over groups of each group's mean token loss*, so the gradient a group's
 personal parameters receive is exactly what training that group alone would give it.
+
+Objectives follow the train step's signature `(model, micro_batch, rng, num_groups)`. With
+gradient accumulation a group's mean must run over its tokens in *all* micro-batches, not be a
+mean of per-micro means: `batching.make_batch` stores each example's group token total (divided
+by the number of micro-batches, since the step averages micro-batch gradients) as `group_tokens`.
 """
 import jax
 import jax.numpy as jnp
@@ -13,22 +18,31 @@ def token_nll(logits, input_ids):
   return -jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
 
 
-def group_mean_loss(per_token, weights, group_ids, num_groups: int):
-  """sum_g mean(per_token over group g's weighted tokens), and the total mean for reporting."""
+def group_mean_loss(per_token, weights, group_ids, num_groups: int, group_tokens=None):
+  """sum_g mean(per_token over group g's weighted tokens), and the total mean for reporting.
+
+  `group_tokens` [B] (optional): each example's group token count to divide by, instead of the
+  count within this micro-batch (see the module docstring).
+  """
   tok_sum = jnp.sum(per_token * weights, axis=1)
   tok_cnt = jnp.sum(weights, axis=1)
+  mean = jnp.sum(tok_sum) / jnp.maximum(jnp.sum(tok_cnt), 1.0)
+  if group_tokens is not None:
+    group_tokens = jnp.asarray(group_tokens, jnp.float32)
+    return jnp.sum(jnp.where(group_tokens > 0, tok_sum / jnp.maximum(group_tokens, 1e-9), 0.0)), mean
   g_sum = jax.ops.segment_sum(tok_sum, group_ids, num_segments=num_groups)
   g_cnt = jax.ops.segment_sum(tok_cnt, group_ids, num_segments=num_groups)
   loss = jnp.sum(jnp.where(g_cnt > 0, g_sum / jnp.maximum(g_cnt, 1.0), 0.0))
-  mean = jnp.sum(tok_sum) / jnp.maximum(jnp.sum(tok_cnt), 1.0)
   return loss, mean
 
 
-def lm_loss(model, batch, num_groups: int):
+def lm_loss(model, batch, rng, num_groups: int):
   """Causal LM loss on the target tokens (`loss_mask` marks them; prompt tokens are masked)."""
   logits = model(batch["input_ids"], group_ids=batch["group_ids"],
                  attention_mask=batch["attention_mask"])
   nll = token_nll(logits, batch["input_ids"])
   weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
-  loss, mean = group_mean_loss(nll, weights, batch["group_ids"], num_groups)
+  del rng  # deterministic objective
+  loss, mean = group_mean_loss(nll, weights, batch["group_ids"], num_groups,
+                               batch.get("group_tokens"))
   return loss, {"loss": mean}
