@@ -25,10 +25,12 @@ def randomize_lora_b(model, seed: int = 0, scale: float = 0.02) -> None:
 
 def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: int,
                    adapters: int = 0, rank: int = 8, dtype: str = "float32",
+                   random_weights: bool = False,
                    repeats: int = 2) -> dict:
   personal = PersonalConfig(groups=adapters, lora_rank=rank, lora_targets=("q", "v")) \
       if adapters else None
-  model, tokenizer = load(model_name, personal=personal, dtype=dtype, progress=False)
+  model, tokenizer = load(model_name, personal=personal, dtype=dtype, progress=False,
+                          random_weights=random_weights)
   if adapters:
     randomize_lora_b(model)
   generator = Generator(model, tokenizer, stop_at_eos=False)
@@ -49,6 +51,7 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
   produced = sum(len(o) for o in out)
   return {"what": "gen_mixed" if adapters else "gen", "model": model_name, "batch": batch,
           "prompt_len": prompt_len, "new_tokens": new_tokens, "adapters": adapters,
-          "rank": rank if adapters else 0, "dtype": dtype, "tokens_per_s": produced / steady,
+          "rank": rank if adapters else 0, "dtype": dtype, "random_weights": random_weights,
+          "tokens_per_s": produced / steady,
           "seconds": steady, "compile_s": max(first - steady, 0.0),
           "backend": jax.default_backend()}

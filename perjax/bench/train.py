@@ -16,9 +16,11 @@ from perjax.training.step import init_train_state, make_train_step
 
 
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
-                devices: int = 1, dtype: str = "float32", seed: int = 0) -> dict:
+                devices: int = 1, dtype: str = "float32", random_weights: bool = False, seed: int = 0,
+                peak_tflops: float = 0.0) -> dict:
   personal = PersonalConfig(groups=users, lora_rank=rank, lora_targets=("q", "v"))
-  model, _ = load(model_name, personal=personal, dtype=dtype, progress=False, seed=seed)
+  model, _ = load(model_name, personal=personal, dtype=dtype, progress=False,
+                  random_weights=random_weights, seed=seed)
   graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
   shard_batch = lambda b: b
   step_kwargs = {}
@@ -42,7 +44,23 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
     times.append(time.perf_counter() - start)
   steady = np.median(times[1:]) if steps > 1 else times[0]
   tokens_per_step = users * batch * seq
-  return {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
-          "seq": seq, "rank": rank, "devices": devices, "dtype": dtype,
-          "tokens_per_s": tokens_per_step / steady, "compile_s": max(times[0] - steady, 0.0),
-          "loss": loss, "backend": jax.default_backend()}
+  tokens_per_s = tokens_per_step / steady
+  flops_per_token = training_flops_per_token(model.config, seq)
+  result = {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
+          "seq": seq, "rank": rank, "devices": devices, "dtype": dtype, "random_weights": random_weights,
+          "tokens_per_s": tokens_per_s, "compile_s": max(times[0] - steady, 0.0),
+          "loss": loss, "backend": jax.default_backend(),
+          "tflops_per_s": tokens_per_s * flops_per_token / 1e12}
+  if peak_tflops:
+    result["mfu"] = result["tflops_per_s"] / peak_tflops
+  return result
+
+
+def training_flops_per_token(c, seq: int) -> float:
+  """Matmul FLOPs per trained token with a frozen base: forward (2N) plus the backward pass
+  to the activations (2N); no weight gradients for the base. Causal attention scores and
+  values add 2 * L * seq * d forward and twice that backward: 6 * L * seq * d."""
+  per_layer = c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim \
+      + c.num_heads * c.head_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size
+  n = c.num_layers * per_layer + c.vocab_size * c.hidden_size  # the LM head is a matmul too
+  return 4 * n + 6 * c.num_layers * seq * c.num_heads * c.head_dim

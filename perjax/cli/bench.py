@@ -14,6 +14,8 @@ def register(subparsers):
   g.add_argument("--adapters", type=int, default=0, help="mix this many random LoRA adapters")
   g.add_argument("--rank", type=int, default=8)
   g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  g.add_argument("--random-weights", action="store_true",
+                 help="the model's architecture with random weights (no download)")
   g.add_argument("--json", action="store_true", help="print only the JSON line")
   g.set_defaults(func=_run_generate)
 
@@ -25,7 +27,11 @@ def register(subparsers):
   t.add_argument("--seq", type=int, default=128)
   t.add_argument("--rank", type=int, default=8)
   t.add_argument("--devices", type=int, default=1)
+  t.add_argument("--peak-tflops", type=float, default=0.0,
+                 help="the device's peak TFLOP/s, to report MFU")
   t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  t.add_argument("--random-weights", action="store_true",
+                 help="the model's architecture with random weights (no download)")
   t.add_argument("--json", action="store_true")
   t.set_defaults(func=_run_train)
 
@@ -57,7 +63,7 @@ def _run_generate(args):
                   rank=args.rank)
   _print(bench_generate(args.model, batch=args.batch, prompt_len=args.prompt_len,
                         new_tokens=args.new_tokens, adapters=args.adapters, rank=args.rank,
-                        dtype=args.dtype), args.json)
+                        dtype=args.dtype, random_weights=args.random_weights), args.json)
 
 
 def _run_train(args):
@@ -65,7 +71,8 @@ def _run_train(args):
   _check_positive(users=args.users, steps=args.steps, batch=args.batch, seq=args.seq,
                   rank=args.rank, devices=args.devices)
   _print(bench_train(args.model, users=args.users, steps=args.steps, batch=args.batch,
-                     seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype),
+                     seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype,
+                     random_weights=args.random_weights, peak_tflops=args.peak_tflops),
          args.json)
 
 

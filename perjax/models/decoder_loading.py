@@ -78,8 +78,20 @@ def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig
 
 
 def load_decoder(name: str, *, personal: PersonalConfig | None = None, dtype="float32",
-                 param_dtype="float32", seed: int = 0, progress: bool = True):
-  """(model, tokenizer). `name`: a zoo name, `tiny-llama[-SEED]`, a .gguf path, a HF folder or hub id."""
+                 param_dtype="float32", seed: int = 0, progress: bool = True,
+                 random_weights: bool = False):
+  """(model, tokenizer). `name`: a zoo name, `tiny-llama`, a .gguf path, a HF folder or hub id.
+
+  `random_weights=True` builds a known zoo architecture with random weights and no tokenizer
+  (for throughput benchmarks where the weights cannot be fetched).
+  """
+  if random_weights:
+    from perjax.models.known_configs import KNOWN_CONFIGS
+    if name not in KNOWN_CONFIGS:
+      raise PerjaxError(f"no built-in architecture for {name!r}; random weights are available "
+                        f"for {sorted(KNOWN_CONFIGS)}")
+    return build(KNOWN_CONFIGS[name], None, personal=personal, dtype=dtype,
+                 param_dtype=param_dtype, seed=seed), None
   if name.startswith(TINY_PREFIX):
     tokenizer = byte_tokenizer()
     config = tiny_llama_config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
