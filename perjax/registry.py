@@ -82,7 +82,8 @@ _loaded = False
 
 
 def load_plugins() -> None:
-  """Imports every module of the `granularity` and `methods` packages so they register.
+  """Imports the built-in data sets and every module of the `granularity` and `methods`
+  packages, so they register.
 
   The core never imports a method by name; it discovers them here.
   """
@@ -90,6 +91,7 @@ def load_plugins() -> None:
   if _loaded:
     return
   _loaded = True
+  importlib.import_module("perjax.data")  # registers the built-in data sets
   for package_name in _PLUGIN_PACKAGES:
     package = importlib.import_module(package_name)
     for module in pkgutil.walk_packages(package.__path__, package_name + "."):
