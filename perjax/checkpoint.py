@@ -154,6 +154,11 @@ def read_group(path) -> tuple[dict, PersonalConfig]:
   return load_file(str(path / ADAPTER_FILE)), PersonalConfig(**cfg)
 
 
+def _layout(c: PersonalConfig) -> tuple:
+  """What must match for a row to fit (targets only matter when there is a LoRA)."""
+  return c.lora_rank, tuple(c.lora_targets) if c.lora_rank else (), c.prompt_len
+
+
 def load_groups(model, groups: dict) -> None:
   """Load exported adapters into rows of `model`'s personal table, in place: `{row: path}`.
 
@@ -169,9 +174,7 @@ def load_groups(model, groups: dict) -> None:
     if not 0 <= g < own.groups:
       raise ConfigError(f"group {g} is outside [0, {own.groups})")
     rows, cfg = read_group(path)
-    if (cfg.lora_rank, tuple(cfg.lora_targets), cfg.prompt_len) != \
-        (own.lora_rank, tuple(own.lora_targets) if own.lora_rank else tuple(cfg.lora_targets),
-         own.prompt_len):
+    if _layout(cfg) != _layout(own):
       raise ConfigError(f"{path}: adapter (rank {cfg.lora_rank}, targets {cfg.lora_targets}, "
                         f"prompt {cfg.prompt_len}) does not fit the model's {own}")
     if set(rows) != set(by_name):
@@ -184,4 +187,4 @@ def load_groups(model, groups: dict) -> None:
       if tuple(row.shape) != tuple(var.value.shape[1:]):
         raise ConfigError(f"{path}: {name} has shape {row.shape}, expected {var.value.shape[1:]}")
       var.value = var.value.at[g].set(row.astype(var.value.dtype))
-  nnx.update(model, nnx.from_flat_state(variables))
+  nnx.update(model, nnx.from_flat_state(variables))  # a no-op where the Variables are shared

@@ -11,12 +11,13 @@ from perjax.training import batching, objectives, step as steplib
 SEQ = 11
 
 
-def tiny_model(groups=3, rank=3, prompt_len=2, targets=("q", "v"), seed=0, b_scale=0.0, **cfg):
+def tiny_model(groups=3, rank=3, prompt_len=2, targets=("q", "v"), seed=0, b_scale=0.0,
+               alpha=None, **cfg):
   """A 2-layer tiny Llama; `b_scale` > 0 gives LoRA `b` random non-zero values."""
   config = tiny_llama_config(num_layers=2, vocab_size=67, hidden_size=30, intermediate_size=38,
                              num_heads=3, num_kv_heads=1, head_dim=10, **cfg)
-  personal = PersonalConfig(groups=groups, lora_rank=rank, lora_targets=targets,
-                            prompt_len=prompt_len)
+  personal = PersonalConfig(groups=groups, lora_rank=rank, lora_alpha=alpha,
+                            lora_targets=targets, prompt_len=prompt_len)
   model = Llama(config, personal=personal, rngs=nnx.Rngs(seed))
   if b_scale and rank:
     key = jax.random.key(seed + 100)

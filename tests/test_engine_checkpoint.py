@@ -69,6 +69,16 @@ def test_export_and_load_one_group_round_trips(tmp_path):
                                 np.asarray(source(ids, group_ids=[1])))
 
 
+def test_load_into_a_different_lora_alpha_keeps_the_adapter(tmp_path):
+  source = tiny_model(b_scale=0.2, seed=1, alpha=12.0)
+  checkpoint.export_group(source, 0, tmp_path / "u")
+  target = tiny_model(seed=1, alpha=3.0)
+  checkpoint.load_groups(target, {1: tmp_path / "u"})
+  ids = np.array([[4, 8, 15, 16, 23, 42]])
+  np.testing.assert_allclose(np.asarray(target(ids, group_ids=[1])),
+                             np.asarray(source(ids, group_ids=[0])), atol=1e-5)
+
+
 def test_export_from_train_state_and_mismatch_errors(tmp_path):
   model = tiny_model(b_scale=0.2)
   graphdef, state, _ = trainer(model, OPTIMIZERS["sgd"]())
