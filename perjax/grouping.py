@@ -1,0 +1,72 @@
+"""The granularity interface: a grouping maps each user to a group index in [0, G).
+
+A granularity plugin (one file in `granularity/`) registers a `Grouping` whose `fit` sees the
+training examples and returns `Groups`. Parameter methods keep one row of personal parameters
+per group; prompting methods retrieve from the group's pool (`pool_by`).
+"""
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from perjax.data.schema import PersonalizedExample
+from perjax.registry import GRANULARITIES
+from perjax.taxonomy import Granularity
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupingContext:
+  """What a grouping may use besides the examples: its options, the seed, a sentence encoder."""
+  options: Mapping[str, Any]
+  seed: int = 0
+  encoder: Callable[[], Any] | None = None  # lazily loads the configured sentence encoder
+
+
+@dataclasses.dataclass(frozen=True)
+class Groups:
+  """A fitted grouping.
+
+  known: user id -> group for users seen in training. assign_unseen: maps the examples of users
+  never seen in training to groups (a fallback group, or the nearest persona). names: one label
+  per group, for reports.
+  """
+  num_groups: int
+  pool_by: Granularity
+  known: Mapping[str, int]
+  assign_unseen: Callable[[Sequence[PersonalizedExample]], Mapping[str, int]]
+  names: tuple[str, ...]
+
+  def group_of(self, examples: Sequence[PersonalizedExample]) -> dict[str, int]:
+    """user id -> group for every user of `examples`."""
+    unseen = [e for e in examples if e.user_id not in self.known]
+    out = dict(self.assign_unseen(unseen)) if unseen else {}
+    out.update({e.user_id: self.known[e.user_id] for e in examples if e.user_id in self.known})
+    return out
+
+  def group_ids(self, examples: Sequence[PersonalizedExample]) -> np.ndarray:
+    of = self.group_of(examples)
+    return np.asarray([of[e.user_id] for e in examples], np.int32)
+
+  def pools(self, examples: Sequence[PersonalizedExample]) -> dict[str, str]:
+    """user id -> persona pool key, as `perjax.retrieval.retrieve(persona_of=...)` takes it."""
+    return {u: f"group{g}" for u, g in self.group_of(examples).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+  """A registered granularity. `fit(train_examples, ctx) -> Groups`; `defaults` are its options
+  (config block `config.<name>`, omitted when empty)."""
+  name: str
+  granularity: Granularity
+  fit: Callable[[Sequence[PersonalizedExample], GroupingContext], Groups]
+  defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  description: str = ""
+
+
+def register(grouping: Grouping) -> Grouping:
+  return GRANULARITIES.register(grouping.name, grouping)
+
+
+def fallback_to(group: int) -> Callable:
+  """`assign_unseen` that sends every unseen user to one group."""
+  return lambda examples: {e.user_id: group for e in examples}
