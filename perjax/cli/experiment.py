@@ -1,0 +1,70 @@
+"""`perjax run CONFIG[:ARGS] --workdir DIR [--config.key=value ...]` and
+`perjax sweep CONFIG[:ARGS] --workdir DIR [--config.key=value ...]`.
+
+`--config.a.b=v` (or `--config.a.b v`) overrides a field of the locked config; `v` is parsed
+with the field's type, and an unknown key is an error that names it.
+"""
+import json
+
+PREFIX = "--config."
+
+
+def _split_overrides(arg_strings):
+  """(other args, {key: value}) with every --config.key=value / --config.key value taken out."""
+  rest, overrides = [], {}
+  it = iter(arg_strings)
+  for a in it:
+    if a.startswith(PREFIX):
+      key, eq, value = a[len(PREFIX):].partition("=")
+      if not eq:
+        value = next(it, None)
+        if value is None:
+          raise SystemExit(f"perjax: {a} needs a value")
+      overrides[key] = value
+    else:
+      rest.append(a)
+  return rest, overrides
+
+
+def _accepting_overrides(parser):
+  # argparse cannot declare an open-ended `--config.*` family, so this parser takes them out of
+  # the arguments before parsing the rest (subparsers call parse_known_args on their parser).
+  original = parser.parse_known_args
+
+  def parse_known_args(args=None, namespace=None):
+    rest, overrides = _split_overrides(args or [])
+    ns, extra = original(rest, namespace)
+    ns.overrides = {**getattr(ns, "overrides", {}), **overrides}
+    return ns, extra
+
+  parser.parse_known_args = parse_known_args
+  return parser
+
+
+def register(subparsers):
+  p = _accepting_overrides(subparsers.add_parser(
+      "run", help="train and evaluate one experiment config"))
+  p.add_argument("config", help="config file, optionally with :key=value,... arguments")
+  p.add_argument("--workdir", required=True, help="output folder (resumes if it exists)")
+  p.set_defaults(func=run, overrides={})
+  s = _accepting_overrides(subparsers.add_parser(
+      "sweep", help="run every override set of a config file's sweep(add)"))
+  s.add_argument("config", help="config file, optionally with :key=value,... arguments")
+  s.add_argument("--workdir", required=True, help="folder of the runs and results.{csv,md,png}")
+  s.set_defaults(func=sweep, overrides={})
+
+
+def run(args):
+  from perjax import experiment
+  config = experiment.load_config(args.config, args.overrides)
+  metrics = experiment.train_and_evaluate(config, args.workdir)
+  print(json.dumps(metrics))
+  return 0
+
+
+def sweep(args):
+  from pathlib import Path
+  from perjax import experiment
+  experiment.run_sweep(args.config, args.workdir, args.overrides)
+  print((Path(args.workdir) / "results.md").read_text(), end="")
+  return 0

@@ -1,0 +1,67 @@
+"""A sweep's results as DIR/results.csv, results.md (a markdown table) and results.png (bars of
+the primary metric: one group of bars per method, one bar per granularity)."""
+import csv
+from pathlib import Path
+
+NON_METRIC = ("run", "method", "granularity")
+
+
+def _columns(rows, swept) -> list[str]:
+  metric_cols = list(dict.fromkeys(k for r in rows for k in r
+                                   if k not in NON_METRIC and k not in swept))
+  return ["method", "granularity", *swept, *metric_cols]
+
+
+def _fmt(v) -> str:
+  return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_csv(path: Path, rows, columns) -> None:
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, columns, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+      w.writerow({c: _fmt(r.get(c, "")) for c in columns})
+
+
+def markdown(rows, columns) -> str:
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+  return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, rows, swept, metric: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  label = lambda r: " ".join([r["method"]] + [f"{k}={r[k]}" for k in swept])
+  xs = list(dict.fromkeys(label(r) for r in rows))
+  hues = list(dict.fromkeys(r["granularity"] for r in rows))
+  width = 0.8 / len(hues)
+  fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(xs)), 3.6))
+  for j, g in enumerate(hues):
+    pos, vals = [], []
+    for r in rows:
+      if r["granularity"] == g and isinstance(r.get(metric), (int, float)):
+        pos.append(xs.index(label(r)) + (j - (len(hues) - 1) / 2) * width)
+        vals.append(r[metric])
+    bars = ax.bar(pos, vals, width, label=g)
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+  ax.set_xticks(range(len(xs)), xs, rotation=20, ha="right", fontsize=8)
+  ax.set_ylabel(metric)
+  ax.legend(title="granularity", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write(workdir, rows, swept=()) -> None:
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  columns = _columns(rows, list(swept))
+  write_csv(workdir / "results.csv", rows, columns)
+  (workdir / "results.md").write_text(markdown(rows, columns))
+  metrics = [c for c in columns if c not in NON_METRIC and c not in swept]
+  if rows and metrics:
+    plot(workdir / "results.png", rows, list(swept), metrics[0])

@@ -1,0 +1,136 @@
+"""`train_and_evaluate(config, workdir)`: one experiment, from a config to DIR/metrics.json.
+
+The task is loaded, users are grouped by the granularity, prompting methods rewrite the prompts,
+personal parameters (if any method declares them) are trained, and the evaluation split is
+answered by greedy generation, mapped onto the task's labels and scored. A workdir holds one run:
+rerunning a finished run returns its metrics, an interrupted one resumes from its checkpoint.
+"""
+import dataclasses
+import functools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from perjax.data import load_dataset
+from perjax.errors import ConfigError
+from perjax.experiment import config as cfg
+from perjax.experiment import predict
+from perjax.experiment.train import train
+from perjax.generation import Generator
+from perjax.grouping import GroupingContext
+from perjax.method import PromptContext, compose
+from perjax.metrics import evaluate_task
+from perjax.registry import GRANULARITIES, load_plugins
+
+CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "predictions.jsonl"
+
+
+@functools.lru_cache(maxsize=1)
+def _read_checkpoint(name: str):
+  # A sweep builds many models from the same weights: read and dequantize them once.
+  from perjax.models.decoder_loading import read_checkpoint
+  return read_checkpoint(name, progress=False)
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(name: str):
+  from perjax.models import load_encoder
+  return load_encoder(name)
+
+
+def load_model(config, personal):
+  from perjax.models import decoder_loading
+  if config.model.startswith(decoder_loading.TINY_PREFIX):
+    return decoder_loading.load_decoder(config.model, personal=personal, dtype=config.dtype,
+                                        seed=config.seed)
+  llama_config, weights, tokenizer = _read_checkpoint(config.model)
+  return decoder_loading.build(llama_config, weights, personal=personal, dtype=config.dtype,
+                               seed=config.seed), tokenizer
+
+
+def subsample(examples, n: int, seed: int):
+  """At most n examples (0: all), a seeded draw kept in the original order."""
+  if not n or len(examples) <= n:
+    return list(examples)
+  keep = np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False))
+  return [examples[i] for i in keep]
+
+
+def _claim(workdir: Path, resolved: str) -> None:
+  """Writes DIR/config.json, or checks that the run already there has the same config."""
+  path = workdir / CONFIG_FILE
+  if path.exists():
+    old, new = json.loads(path.read_text()), json.loads(resolved)
+    if old != new:
+      flat = lambda d, p="": {k2: v2 for k, v in d.items() for k2, v2 in (
+          flat(v, p + k + ".").items() if isinstance(v, dict) else [(p + k, v)])}
+      fo, fn = flat(old), flat(new)
+      diff = sorted(k for k in fo.keys() | fn.keys() if fo.get(k) != fn.get(k))
+      raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "
+                        "use a new --workdir")
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  path.write_text(resolved + "\n")
+
+
+def _options(config, name: str) -> dict:
+  return config[name].to_dict() if name in config else {}
+
+
+def build_prompts(recipe, groups, examples, split, config) -> list[str]:
+  persona_of = groups.pools(examples)
+  make_ctx = lambda m: PromptContext(
+      options=_options(config, m.name), split=split, pool_by=groups.pool_by,
+      persona_of=persona_of, seed=config.seed, encoder=lambda: _encoder(config.encoder))
+  return [p + config.prompt.suffix for p in recipe.prompts(examples, make_ctx)]
+
+
+def train_and_evaluate(config, workdir) -> dict:
+  """Runs (or resumes, or just returns) the experiment `config` in `workdir`; returns metrics."""
+  workdir = Path(workdir)
+  _claim(workdir, cfg.to_json(config))
+  if (workdir / METRICS_FILE).exists():
+    print(f"{workdir}: finished already", file=sys.stderr)
+    return json.loads((workdir / METRICS_FILE).read_text())
+  load_plugins()
+  recipe = compose(config.method, config.granularity, lambda n: _options(config, n))
+  task = load_dataset(config.data.name, **config.data.params.to_dict())
+  split = config.eval.split
+  if split not in task.splits:
+    raise ConfigError(f"eval.split {split!r} is not one of {sorted(task.splits)}")
+  train_examples = subsample(task.splits["train"], config.data.max_train, config.seed)
+  eval_examples = subsample(task.splits[split], config.data.max_test, config.seed)
+  task = dataclasses.replace(task, splits={**task.splits, split: eval_examples})
+
+  grouping = GRANULARITIES.get(config.granularity)
+  groups = grouping.fit(train_examples, GroupingContext(
+      options=_options(config, grouping.name), seed=config.seed,
+      encoder=lambda: _encoder(config.encoder)))
+  print(f"{workdir}: {config.method} @ {config.granularity} ({groups.num_groups} groups), "
+        f"{len(train_examples)} train / {len(eval_examples)} {split} examples", file=sys.stderr)
+
+  model, tokenizer = load_model(config, recipe.personal_config(groups.num_groups))
+  generator = Generator(model, tokenizer)
+  if recipe.trains:
+    prompts = build_prompts(recipe, groups, train_examples, "train", config)
+    model = train(model, generator, recipe, prompts, [e.target for e in train_examples],
+                  groups.group_ids(train_examples), groups.num_groups, config, workdir)
+    generator.refresh(model)
+
+  prompts = build_prompts(recipe, groups, eval_examples, split, config)
+  group_ids = groups.group_ids(eval_examples)
+  outputs = predict.generate(generator, prompts, group_ids, config)
+  preds = [predict.to_label(o, task.labels) if task.labels else o.strip() for o in outputs]
+  metrics = evaluate_task(task, split, {e.id: p for e, p in zip(eval_examples, preds)})
+
+  with open(workdir / PREDICTIONS_FILE, "w") as f:
+    for e, g, o, p in zip(eval_examples, group_ids, outputs, preds):
+      f.write(json.dumps({"id": e.id, "user_id": e.user_id, "group": int(g), "output": o,
+                          "prediction": p, "target": e.target}) + "\n")
+  # metrics.json last: its presence marks the run finished.
+  tmp = workdir / (METRICS_FILE + ".tmp")
+  tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+  tmp.replace(workdir / METRICS_FILE)
+  return metrics

@@ -1,0 +1,66 @@
+"""Sweeps: the config file's `sweep(add)` lists override sets; each runs in its own subfolder.
+
+A run's folder name is made from its overrides (`method=lora,granularity=user`), so rerunning a
+sweep finds the runs it already finished and skips them.
+"""
+import inspect
+import re
+import sys
+import time
+from pathlib import Path
+
+from perjax.errors import ConfigError
+from perjax.experiment import config as cfg
+from perjax.experiment import report
+from perjax.experiment.runner import train_and_evaluate
+
+KEY_COLUMNS = ("method", "granularity")
+
+
+def run_name(overrides: dict) -> str:
+  name = ",".join(f"{k}={v}" for k, v in overrides.items()) or "base"
+  return re.sub(r"[^\w.,=+-]", "_", name)
+
+
+def sweep_runs(spec: str) -> list[tuple[str, dict]]:
+  """(run name, overrides) for each `add(...)` of the config file's `sweep` function."""
+  path, arg = cfg.split_spec(spec)
+  module = cfg.load_module(path)
+  if not hasattr(module, "sweep"):
+    raise ConfigError(f"{path} defines no sweep(add) function")
+  runs: list[dict] = []
+  add = lambda **overrides: runs.append(overrides)
+  if len(inspect.signature(module.sweep).parameters) >= 2:
+    module.sweep(add, arg)
+  else:
+    module.sweep(add)
+  named = [(run_name(o), o) for o in runs]
+  names = [n for n, _ in named]
+  dupes = sorted({n for n in names if names.count(n) > 1})
+  if dupes:
+    raise ConfigError(f"sweep of {path} adds the run {dupes[0]!r} twice")
+  return named
+
+
+def run_sweep(spec: str, workdir, overrides: dict | None = None) -> list[dict]:
+  """Runs (or skips, when finished) every run of the sweep; writes DIR/results.{csv,md,png}."""
+  workdir = Path(workdir)
+  runs = sweep_runs(spec)
+  swept = [k for k in dict.fromkeys(k for _, o in runs for k in o) if k not in KEY_COLUMNS]
+  configs = [(name, cfg.load(spec, {**o, **(overrides or {})})) for name, o in runs]
+  rows = []
+  for i, (name, config) in enumerate(configs):
+    print(f"[{i + 1}/{len(configs)}] {name}", file=sys.stderr)
+    start = time.time()
+    metrics = train_and_evaluate(config, workdir / name)
+    print(f"[{i + 1}/{len(configs)}] {name}: {metrics} ({time.time() - start:.0f}s)",
+          file=sys.stderr)
+    row = {"run": name, "method": config.method, "granularity": config.granularity}
+    for key in swept:
+      node = config
+      for part in key.split("."):
+        node = node[part]
+      row[key] = node
+    rows.append({**row, **metrics})
+  report.write(workdir, rows, swept)
+  return rows

@@ -1,0 +1,66 @@
+"""Training the personal parameters of a run: batches from (prompt, target) pairs, the jitted
+step, progress, and resumable checkpoints.
+
+The example order of step s depends only on (seed, s), and the step rng is fold_in(seed, s), so a
+run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from perjax import checkpoint
+from perjax.errors import ConfigError
+from perjax.training import batching, optim
+from perjax.training.step import init_train_state, make_train_step, merge_model
+
+
+def encode_pairs(generator, prompts, targets, config) -> list[tuple[list[int], list[int]]]:
+  """(ids, loss_mask) per example: the chat-formatted prompt, then the target and EOS."""
+  tok = generator.tokenizer
+  eos = list(generator.config.eos_token_ids)[:1]
+  prompt_ids = generator.encode_prompts(prompts, chat=config.prompt.chat,
+                                        system=config.prompt.system or None)
+  return [batching.pack_example(p, tok(t, add_special_tokens=False).input_ids + eos,
+                                config.train.seq_len)
+          for p, t in zip(prompt_ids, targets)]
+
+
+def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
+  """The example indices of `step`: consecutive slices of a fresh permutation per epoch."""
+  out = []
+  start = step * per_step
+  for pos in range(start, start + per_step):
+    epoch, offset = divmod(pos, n)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    out.append(int(order[offset]))
+  return out
+
+
+def train(model, generator, recipe, prompts, targets, group_ids, num_groups, config, workdir):
+  """Trains `model`'s personal parameters for `config.train.steps` steps (resuming from the
+  workdir's latest checkpoint) and returns the trained model."""
+  tc = config.train
+  if not prompts:
+    raise ConfigError("this method trains personal parameters, but the train split is empty")
+  pairs = encode_pairs(generator, prompts, targets, config)
+  pad = generator.config.pad_token_id
+  tx = optim.make_optimizer(tc.optimizer, tc.lr)
+  graphdef, state, personal_tx, base_tx = init_train_state(model, tx)
+  step_fn = make_train_step(graphdef, personal_tx, base_tx, recipe.objective, num_groups)
+  per_step = tc.batch_size * tc.accum
+  with checkpoint.Checkpoints(workdir, max_to_keep=1, async_save=False) as ckpt:
+    restored = ckpt.restore(state)
+    state = state if restored is None else restored
+    start = int(state.step)
+    key = jax.random.key(config.seed)
+    bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
+               dynamic_ncols=True)
+    for s in bar:
+      idx = step_examples(len(pairs), s, per_step, config.seed)
+      batch = batching.make_batch([pairs[i] + (int(group_ids[i]),) for i in idx],
+                                  tc.seq_len, pad, tc.accum)
+      state, metrics = step_fn(state, batch, jax.random.fold_in(key, s))
+      bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+      if (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps:
+        ckpt.save(state, force=True)
+  return merge_model(graphdef, state)
