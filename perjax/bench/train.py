@@ -16,28 +16,26 @@ from perjax.training.step import init_train_state, make_train_step
 
 
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
-                devices: int = 1, dtype: str = "float32", random_weights: bool = False, seed: int = 0,
-                peak_tflops: float = 0.0) -> dict:
+                devices: int = 1, dtype: str = "float32", random_weights: bool = False,
+                seed: int = 0, peak_tflops: float = 0.0) -> dict:
   personal = PersonalConfig(groups=users, lora_rank=rank, lora_targets=("q", "v"))
   model, _ = load(model_name, personal=personal, dtype=dtype, progress=False,
                   random_weights=random_weights, seed=seed)
   graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
-  shard_batch = lambda b: b
-  step_kwargs = {}
+  vocab = min(40000, model.config.vocab_size)
+  group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
+  make_batch = lambda ids: {"input_ids": ids, "loss_mask": np.ones_like(ids),
+                            "attention_mask": np.ones_like(ids), "group_ids": group_ids}
+  step_kwargs, place = {}, lambda tree: tree
   if devices > 1:
-    from perjax import sharding
-    mesh = sharding.make_mesh(devices)
-    state, step_kwargs, shard_batch = sharding.shard_for_training(mesh, state)
+    step_kwargs, place, state = _sharded(state, make_batch, users, batch, seq, devices)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, users, **step_kwargs)
 
   rng = np.random.default_rng(seed)
-  vocab = min(40000, model.config.vocab_size)
-  group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
   times, loss = [], None
   for s in range(steps):
     ids = rng.integers(100 if vocab > 100 else 0, vocab, (1, users * batch, seq)).astype(np.int32)
-    batch_arrays = shard_batch({"input_ids": ids, "loss_mask": np.ones_like(ids),
-                                "attention_mask": np.ones_like(ids), "group_ids": group_ids})
+    batch_arrays = place(make_batch(ids))
     start = time.perf_counter()
     state, metrics = step(state, batch_arrays, jax.random.key(s))
     loss = float(metrics["loss"])  # blocks until the step is done
@@ -47,13 +45,33 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   tokens_per_s = tokens_per_step / steady
   flops_per_token = training_flops_per_token(model.config, seq)
   result = {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
-          "seq": seq, "rank": rank, "devices": devices, "dtype": dtype, "random_weights": random_weights,
-          "tokens_per_s": tokens_per_s, "compile_s": max(times[0] - steady, 0.0),
-          "loss": loss, "backend": jax.default_backend(),
-          "tflops_per_s": tokens_per_s * flops_per_token / 1e12}
+            "seq": seq, "rank": rank, "devices": devices, "dtype": dtype,
+            "random_weights": random_weights, "tokens_per_s": tokens_per_s,
+            "compile_s": max(times[0] - steady, 0.0), "loss": loss,
+            "backend": jax.default_backend(),
+            "tflops_per_s": tokens_per_s * flops_per_token / 1e12}
   if peak_tflops:
     result["mfu"] = result["tflops_per_s"] / peak_tflops
   return result
+
+
+def _sharded(state, make_batch, users, batch, seq, devices):
+  """Shard over `devices`: the adapter table on `groups` (as many as divide the users), the
+  batch rows on `data` (the rest)."""
+  import math
+  from perjax import sharding
+  from perjax.errors import ConfigError
+  available = jax.devices()
+  if devices > len(available):
+    raise ConfigError(f"--devices {devices} but only {len(available)} device(s) are visible "
+                      "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+  groups = math.gcd(devices, users)
+  mesh = sharding.make_mesh(groups=groups, devices=available[:devices])
+  example = make_batch(np.zeros((1, users * batch, seq), np.int32))
+  in_sh, out_sh = sharding.step_shardings(state, example, mesh)
+  state = sharding.place(state, in_sh[0])
+  place = lambda tree: sharding.place(tree, in_sh[1])
+  return dict(in_shardings=in_sh, out_shardings=out_sh), place, state
 
 
 def training_flops_per_token(c, seq: int) -> float:
