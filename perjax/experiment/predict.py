@@ -23,13 +23,13 @@ def to_label(text: str, labels: Sequence[str]) -> str:
   return best[1] if best else clean
 
 
-def generate(generator, prompts, group_ids, config) -> list[str]:
+def generate(generator, prompts, group_ids, config, *, system=None) -> list[str]:
   """Greedy continuations of `prompts` (each with its group's personal parameters)."""
   sampling = SamplingConfig(max_new_tokens=config.eval.max_new_tokens)
   bs = config.eval.batch_size
   outputs = []
   for i in tqdm(range(0, len(prompts), bs), desc="generate", dynamic_ncols=True):
     outputs += generator.generate(prompts[i:i + bs], group_ids=group_ids[i:i + bs],
-                                  chat=config.prompt.chat, system=config.prompt.system or None,
+                                  chat=config.prompt.chat, system=system,
                                   sampling=sampling, seed=config.seed)
   return outputs

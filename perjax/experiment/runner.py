@@ -8,6 +8,7 @@ rerunning a finished run returns its metrics, an interrupted one resumes from it
 import dataclasses
 import functools
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from perjax.grouping import GroupingContext
 from perjax.method import PromptContext, compose
 from perjax.metrics import evaluate_task
 from perjax.registry import GRANULARITIES, load_plugins
+
+# bm25s sets its logger to DEBUG on import and logs every index build; keep warnings only.
+logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "predictions.jsonl"
 
@@ -79,12 +83,18 @@ def _options(config, name: str) -> dict:
   return config[name].to_dict() if name in config else {}
 
 
-def build_prompts(recipe, groups, examples, split, config) -> list[str]:
+def fill_labels(text: str, labels) -> str:
+  """`{labels}` in a config's prompt text becomes the task's label list."""
+  return text.replace("{labels}", ", ".join(labels or ()))
+
+
+def build_prompts(recipe, groups, examples, split, config, labels=None) -> list[str]:
   persona_of = groups.pools(examples)
   make_ctx = lambda m: PromptContext(
       options=_options(config, m.name), split=split, pool_by=groups.pool_by,
       persona_of=persona_of, seed=config.seed, encoder=lambda: _encoder(config.encoder))
-  return [p + config.prompt.suffix for p in recipe.prompts(examples, make_ctx)]
+  suffix = fill_labels(config.prompt.suffix, labels)
+  return [p + suffix for p in recipe.prompts(examples, make_ctx)]
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -113,15 +123,17 @@ def train_and_evaluate(config, workdir) -> dict:
 
   model, tokenizer = load_model(config, recipe.personal_config(groups.num_groups))
   generator = Generator(model, tokenizer)
+  system = fill_labels(config.prompt.system, task.labels) or None
   if recipe.trains:
-    prompts = build_prompts(recipe, groups, train_examples, "train", config)
+    prompts = build_prompts(recipe, groups, train_examples, "train", config, task.labels)
     model = train(model, generator, recipe, prompts, [e.target for e in train_examples],
-                  groups.group_ids(train_examples), groups.num_groups, config, workdir)
+                  groups.group_ids(train_examples), groups.num_groups, config, workdir,
+                  system=system)
     generator.refresh(model)
 
-  prompts = build_prompts(recipe, groups, eval_examples, split, config)
+  prompts = build_prompts(recipe, groups, eval_examples, split, config, task.labels)
   group_ids = groups.group_ids(eval_examples)
-  outputs = predict.generate(generator, prompts, group_ids, config)
+  outputs = predict.generate(generator, prompts, group_ids, config, system=system)
   preds = [predict.to_label(o, task.labels) if task.labels else o.strip() for o in outputs]
   metrics = evaluate_task(task, split, {e.id: p for e, p in zip(eval_examples, preds)})
 

@@ -14,12 +14,12 @@ from perjax.training import batching, optim
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
 
-def encode_pairs(generator, prompts, targets, config) -> list[tuple[list[int], list[int]]]:
+def encode_pairs(generator, prompts, targets, system, config) -> list[tuple[list[int], list[int]]]:
   """(ids, loss_mask) per example: the chat-formatted prompt, then the target and EOS."""
   tok = generator.tokenizer
   eos = list(generator.config.eos_token_ids)[:1]
   prompt_ids = generator.encode_prompts(prompts, chat=config.prompt.chat,
-                                        system=config.prompt.system or None)
+                                        system=system)
   return [batching.pack_example(p, tok(t, add_special_tokens=False).input_ids + eos,
                                 config.train.seq_len)
           for p, t in zip(prompt_ids, targets)]
@@ -36,13 +36,14 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
   return out
 
 
-def train(model, generator, recipe, prompts, targets, group_ids, num_groups, config, workdir):
+def train(model, generator, recipe, prompts, targets, group_ids, num_groups, config, workdir, *,
+          system=None):
   """Trains `model`'s personal parameters for `config.train.steps` steps (resuming from the
   workdir's latest checkpoint) and returns the trained model."""
   tc = config.train
   if not prompts:
     raise ConfigError("this method trains personal parameters, but the train split is empty")
-  pairs = encode_pairs(generator, prompts, targets, config)
+  pairs = encode_pairs(generator, prompts, targets, system, config)
   pad = generator.config.pad_token_id
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx)

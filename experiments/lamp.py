@@ -1,0 +1,43 @@
+"""A LaMP / LongLaMP task from its official files; metrics are the task's official ones.
+
+`path` is the folder of `{prefix}{split}_questions.json` / `{prefix}{split}_outputs.json`
+(default: the lamp_tiny sample in the shared data folder). LaMP has no persona labels, so persona
+groups come from clustering users' profiles.
+
+  perjax run experiments/lamp.py:method=rag --workdir /tmp/lamp-rag
+  perjax run experiments/lamp.py:path=/data/LaMP_2,prefix=LaMP_2_,method=rag --workdir /tmp/l2
+  perjax sweep experiments/lamp.py:path=/data/LaMP_2,prefix=LaMP_2_ --workdir /tmp/lamp2
+  perjax sweep experiments/lamp.py:smoke --workdir /tmp/lamp-smoke
+"""
+from perjax.experiment.config import defaults, parse_arg
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, smoke=False, method="zero_shot", granularity="user", path="",
+                  prefix="LaMP_11_", model="smollm2-135m-instruct")
+  c = defaults()
+  c.model, c.method, c.granularity = arg.model, arg.method, arg.granularity
+  c.data.name = "lamp"
+  c.data.params = dict(path=arg.path or None, prefix=arg.prefix)
+  c.eval.split = "dev"  # LaMP's test golds are withheld
+  c.prompt.system = "Follow the instruction. Answer briefly."
+  c.rag.k = 4
+  c.persona.use_labels = False
+  c.persona.clusters = 8
+  c.train.update(steps=300, batch_size=8, seq_len=256, lr=1e-3, checkpoint_every=100)
+  c.eval.update(batch_size=16, max_new_tokens=32)
+
+  if arg.smoke:
+    c.data.max_train, c.data.max_test = 16, 8
+    c.persona.clusters = 2
+    c.train.update(steps=4, batch_size=2, seq_len=192, checkpoint_every=2)
+    c.eval.max_new_tokens = 16
+  return c
+
+
+def sweep(add):
+  add(method="zero_shot", granularity="global")
+  for method in ("rag", "soft_prompt", "lora"):
+    for granularity in ("user", "persona", "global"):
+      add(method=method, granularity=granularity)
+  add(method="rag+lora", granularity="user")  # OPPU
