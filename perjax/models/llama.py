@@ -157,10 +157,17 @@ class Llama(nnx.Module):
     group_ids = jnp.zeros((B,), jnp.int32) if group_ids is None else jnp.asarray(group_ids)
     mask = jnp.asarray(attention_mask).astype(jnp.bool_)
     x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype)
+    writes_prefix = bool(self.prefix_len) and (
+        cache is None or isinstance(cache_index, int) and cache_index == 0)
     if positions is None:
-      positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0) + self.prefix_len
+      positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+      if cache is not None:  # continue after the valid slots (prefix included) already cached
+        earlier = jnp.arange(cache["valid"].shape[1]) < cache_index
+        positions = positions + jnp.sum(cache["valid"] & earlier, axis=1, keepdims=True)
+      if writes_prefix:
+        positions = positions + self.prefix_len
     n_prefix = 0
-    if self.prefix_len and (cache is None or isinstance(cache_index, int) and cache_index == 0):
+    if writes_prefix:
       n_prefix = self.prefix_len
       prefix = self.personal.prompt[...][group_ids].astype(self.dtype)  # [B, n, d]
       x = jnp.concatenate([prefix, x], axis=1)
