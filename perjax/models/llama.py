@@ -94,6 +94,10 @@ class LayerStack(nnx.Module):
     self.up = normal((L, d, f), d)
     self.down = normal((L, f, d), f)
 
+  def arrays(self) -> dict:
+    """{field: stacked array}, the layer scan's input."""
+    return {name: v[...] for name, v in vars(self).items() if isinstance(v, nnx.Variable)}
+
 
 # Projections that LoRA can target, with their (input, output) feature sizes.
 def projection_shapes(c: LlamaConfig) -> dict[str, tuple[int, int]]:
@@ -189,7 +193,7 @@ class Llama(nnx.Module):
     attn_mask = (kv_slots[None, None, :] <= q_slots[None, :, None]) & kv_valid[:, None, :]
     cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling)
 
-    params = nnx.state(self.layers).to_pure_dict()
+    params = self.layers.arrays()
     if cache is None:
       def layer(h, xs):
         p, lora_l = xs
