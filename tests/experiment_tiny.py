@@ -6,7 +6,8 @@ SPEC = QUICKSTART + ":smoke,model=tiny-llama"
 TINY = {"data.params.examples_per_user": 6, "data.params.profile_size": 5,
         "data.params.n_personas": 2, "data.params.users_per_persona": 2, "data.max_test": 5,
         "train.steps": 3, "train.batch_size": 2, "train.seq_len": 48, "train.checkpoint_every": 2,
-        "eval.max_new_tokens": 2, "soft_prompt.length": 3, "lora.rank": 3, "rag.k": 2}
+        "eval.max_new_tokens": 2, "soft_prompt.length": 3, "lora.rank": 3, "rag.k": 2,
+        "rag.retriever": "bm25"}
 
 
 def cli_overrides(extra=None) -> list[str]:

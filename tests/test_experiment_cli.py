@@ -2,57 +2,51 @@
 import csv
 import json
 
-import pytest
-
 from experiment_tiny import SPEC, TINY, cli_overrides
-from perjax import experiment
 from perjax.cli import main
 from perjax.experiment import train as train_module
 
 
-def test_run_twice_identical_and_skipped(tmp_path, capsys):
-  args = cli_overrides({"method": "soft_prompt"})
-  assert main(["run", SPEC, "--workdir", str(tmp_path / "a"), *args]) == 0
-  assert main(["run", SPEC, "--workdir", str(tmp_path / "b"), *args]) == 0
-  for f in ("metrics.json", "predictions.jsonl"):
-    assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
-  config = json.loads((tmp_path / "a" / "config.json").read_text())
-  assert config["method"] == "soft_prompt" and config["train"]["steps"] == TINY["train.steps"]
-  capsys.readouterr()
-  assert main(["run", SPEC, "--workdir", str(tmp_path / "a"), *args]) == 0
-  assert "finished already" in capsys.readouterr().err
-  # the same workdir with another config is refused
-  assert main(["run", SPEC, "--workdir", str(tmp_path / "a"), *args, "--config.seed=1"]) == 2
-  assert main(["run", SPEC, "--workdir", str(tmp_path / "c"), "--config.lora.rnak=2"]) == 2
-
-
-def test_interrupted_training_resumes_identically(tmp_path, monkeypatch):
-  overrides = {**TINY, "method": "lora", "train.steps": 4}
-  config = experiment.load_config(SPEC, overrides)
-  experiment.train_and_evaluate(config, tmp_path / "whole")
-
-  real = train_module.make_train_step
-
-  def interrupted(*a, **k):  # a step function that dies after 3 steps
+def _dies_after(n_steps, real):
+  """A make_train_step whose step function is interrupted after `n_steps` steps."""
+  def make(*a, **k):
     step, calls = real(*a, **k), []
 
     def wrapped(*args):
       calls.append(1)
-      if len(calls) > 3:
+      if len(calls) > n_steps:
         raise KeyboardInterrupt
       return step(*args)
     return wrapped
+  return make
 
-  monkeypatch.setattr(train_module, "make_train_step", interrupted)
-  with pytest.raises(KeyboardInterrupt):
-    experiment.train_and_evaluate(config, tmp_path / "cut")
-  assert not (tmp_path / "cut" / "metrics.json").exists()
+
+def test_run_is_deterministic_resumes_and_skips(tmp_path, monkeypatch, capsys):
+  args = cli_overrides({"method": "lora", "train.steps": 4})
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  assert main(["run", SPEC, "--workdir", a, *args]) == 0
+  config = json.loads((tmp_path / "a" / "config.json").read_text())
+  assert config["method"] == "lora" and config["train"]["steps"] == 4
+
+  # b: killed after 3 steps (checkpoint at step 2), then rerun: resumes, ends bit-identical to a
+  real = train_module.make_train_step
+  monkeypatch.setattr(train_module, "make_train_step", _dies_after(3, real))
+  assert main(["run", SPEC, "--workdir", b, *args]) == 130
+  assert not (tmp_path / "b" / "metrics.json").exists()
+  assert train_module.checkpoint.Checkpoints(b).latest_step() == 2
   monkeypatch.setattr(train_module, "make_train_step", real)
-  experiment.train_and_evaluate(config, tmp_path / "cut")  # resumes from step 2
-  assert (tmp_path / "cut" / "metrics.json").read_bytes() == \
-      (tmp_path / "whole" / "metrics.json").read_bytes()
-  assert (tmp_path / "cut" / "predictions.jsonl").read_bytes() == \
-      (tmp_path / "whole" / "predictions.jsonl").read_bytes()
+  assert main(["run", SPEC, "--workdir", b, *args]) == 0
+  for f in ("metrics.json", "predictions.jsonl"):
+    assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+  capsys.readouterr()
+  assert main(["run", SPEC, "--workdir", a, *args]) == 0
+  assert "finished already" in capsys.readouterr().err
+  # the same workdir with another config is refused; so is an unknown key
+  assert main(["run", SPEC, "--workdir", a, *args, "--config.seed=1"]) == 2
+  assert "differs in ['seed']" in capsys.readouterr().err
+  assert main(["run", SPEC, "--workdir", str(tmp_path / "c"), "--config.lora.rnak=2"]) == 2
+  assert "did you mean 'lora.rank'" in capsys.readouterr().err
 
 
 SWEEP_CONFIG = """

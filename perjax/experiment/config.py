@@ -61,7 +61,12 @@ def _parse_value(text: str, like: Any):
     return float(text)
   if isinstance(like, str):
     return text
-  return ast.literal_eval(text)  # tuples, lists, dicts, None fields
+  try:  # tuples, lists, dicts; a None field takes a literal, or else the text itself
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if like is None:
+      return text
+    raise
 
 
 def parse_arg(arg: str | None, **spec) -> ConfigDict:

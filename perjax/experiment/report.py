@@ -37,7 +37,8 @@ def plot(path: Path, rows, swept, metric: str) -> None:
 
   label = lambda r: " ".join([r["method"]] + [f"{k}={r[k]}" for k in swept])
   xs = list(dict.fromkeys(label(r) for r in rows))
-  hues = list(dict.fromkeys(r["granularity"] for r in rows))
+  order = {"user": 0, "persona": 1, "global": 2}  # the taxonomy's order, not the sweep's
+  hues = sorted(dict.fromkeys(r["granularity"] for r in rows), key=lambda g: order.get(g, 3))
   width = 0.8 / len(hues)
   fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(xs)), 3.6))
   for j, g in enumerate(hues):
@@ -50,7 +51,8 @@ def plot(path: Path, rows, swept, metric: str) -> None:
     ax.bar_label(bars, fmt="%.2f", fontsize=7)
   ax.set_xticks(range(len(xs)), xs, rotation=20, ha="right", fontsize=8)
   ax.set_ylabel(metric)
-  ax.legend(title="granularity", fontsize=8)
+  ax.margins(y=0.25)  # headroom for the legend above the bars
+  ax.legend(title="granularity", fontsize=8, ncol=len(hues), loc="upper left")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

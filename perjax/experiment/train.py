@@ -14,7 +14,7 @@ from perjax.training import batching, optim
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
 
-def encode_pairs(generator, prompts, targets, system, config) -> list[tuple[list[int], list[int]]]:
+def encode_pairs(generator, prompts, targets, system, config) -> list[tuple[list, list]]:
   """(ids, loss_mask) per example: the chat-formatted prompt, then the target and EOS."""
   tok = generator.tokenizer
   eos = list(generator.config.eos_token_ids)[:1]
