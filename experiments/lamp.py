@@ -1,8 +1,9 @@
 """A LaMP / LongLaMP task from its official files; metrics are the task's official ones.
 
 `path` is the folder of `{prefix}{split}_questions.json` / `{prefix}{split}_outputs.json`
-(default: the lamp_tiny sample in the shared data folder). LaMP has no persona labels, so persona
-groups come from clustering users' profiles.
+(default: the lamp_tiny LaMP-2 sample in the shared data folder). LaMP has no persona labels,
+so persona groups come from clustering users' profiles. LaMP's test golds are withheld, so
+runs are scored on the dev split.
 
   perjax run experiments/lamp.py:method=rag --workdir /tmp/lamp-rag
   perjax run experiments/lamp.py:path=/data/LaMP_2,prefix=LaMP_2_,method=rag --workdir /tmp/l2
@@ -14,7 +15,7 @@ from perjax.experiment.config import defaults, parse_arg
 
 def get_config(arg=None):
   arg = parse_arg(arg, smoke=False, method="zero_shot", granularity="user", path="",
-                  prefix="LaMP_11_", model="smollm2-135m-instruct")
+                  prefix="LaMP_22_", model="smollm2-135m-instruct")
   c = defaults()
   c.model, c.method, c.granularity = arg.model, arg.method, arg.granularity
   c.data.name = "lamp"

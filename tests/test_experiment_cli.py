@@ -84,3 +84,9 @@ def test_sweep_writes_results_and_skips_finished(tmp_path, capsys):
   capsys.readouterr()
   assert main(args) == 0  # every run is found finished
   assert capsys.readouterr().err.count("finished already") == 3
+
+
+def test_failed_start_does_not_claim_the_workdir(tmp_path):
+  bad = ["run", SPEC, "--workdir", str(tmp_path), *cli_overrides({"data.params.n_topics": 99})]
+  assert main(bad) == 2  # the data set refuses 99 topics before anything is trained
+  assert main(["run", SPEC, "--workdir", str(tmp_path), *cli_overrides()]) == 0

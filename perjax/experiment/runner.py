@@ -62,15 +62,22 @@ def subsample(examples, n: int, seed: int):
   return [examples[i] for i in keep]
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    out.update(_flatten(v, prefix + k + ".") if isinstance(v, dict) else {prefix + k: v})
+  return out
+
+
 def _claim(workdir: Path, resolved: str) -> None:
-  """Writes DIR/config.json, or checks that the run already there has the same config."""
+  """Writes DIR/config.json, or checks that the run already in progress there has the same
+  config."""
   path = workdir / CONFIG_FILE
-  if path.exists():
+  started = (workdir / METRICS_FILE).exists() or (workdir / "checkpoints").exists()
+  if path.exists() and started:  # without progress, a failed start's config is just replaced
     old, new = json.loads(path.read_text()), json.loads(resolved)
     if old != new:
-      flat = lambda d, p="": {k2: v2 for k, v in d.items() for k2, v2 in (
-          flat(v, p + k + ".").items() if isinstance(v, dict) else [(p + k, v)])}
-      fo, fn = flat(old), flat(new)
+      fo, fn = _flatten(old), _flatten(new)
       diff = sorted(k for k in fo.keys() | fn.keys() if fo.get(k) != fn.get(k))
       raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "
                         "use a new --workdir")
@@ -100,12 +107,12 @@ def build_prompts(recipe, groups, examples, split, config, labels=None) -> list[
 def train_and_evaluate(config, workdir) -> dict:
   """Runs (or resumes, or just returns) the experiment `config` in `workdir`; returns metrics."""
   workdir = Path(workdir)
+  load_plugins()
+  recipe = compose(config.method, config.granularity, lambda n: _options(config, n))
   _claim(workdir, cfg.to_json(config))
   if (workdir / METRICS_FILE).exists():
     print(f"{workdir}: finished already", file=sys.stderr)
     return json.loads((workdir / METRICS_FILE).read_text())
-  load_plugins()
-  recipe = compose(config.method, config.granularity, lambda n: _options(config, n))
   task = load_dataset(config.data.name, **config.data.params.to_dict())
   split = config.eval.split
   if split not in task.splits:
