@@ -36,6 +36,8 @@ def defaults() -> ConfigDict:
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, checkpoint_every=50))
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8))
+  # generate: greedy text mapped onto the labels; label_likelihood: the most likely label
+  c.predict = ConfigDict(dict(mode="generate"))
   # Each plugin's options live in a block named after it (config.rag.k, config.persona.clusters).
   for registry in (METHODS, GRANULARITIES):
     for name, plugin in registry.items():

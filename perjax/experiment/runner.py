@@ -2,8 +2,9 @@
 
 The task is loaded, users are grouped by the granularity, prompting methods rewrite the prompts,
 personal parameters (if any method declares them) are trained, and the evaluation split is
-answered by greedy generation, mapped onto the task's labels and scored. A workdir holds one run:
-rerunning a finished run returns its metrics, an interrupted one resumes from its checkpoint.
+answered (greedy generation mapped onto the task's labels, or the most likely label) and
+scored. A workdir holds one run: rerunning a finished run returns its metrics, an interrupted
+one resumes from its checkpoint.
 """
 import dataclasses
 import functools
@@ -140,8 +141,8 @@ def train_and_evaluate(config, workdir) -> dict:
 
   prompts = build_prompts(recipe, groups, eval_examples, split, config, task.labels)
   group_ids = groups.group_ids(eval_examples)
-  outputs = predict.generate(generator, prompts, group_ids, config, system=system)
-  preds = [predict.to_label(o, task.labels) if task.labels else o.strip() for o in outputs]
+  outputs, preds = predict.predict(generator, prompts, group_ids, task.labels, config,
+                                   system=system)
   metrics = evaluate_task(task, split, {e.id: p for e, p in zip(eval_examples, preds)})
 
   with open(workdir / PREDICTIONS_FILE, "w") as f:

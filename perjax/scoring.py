@@ -1,0 +1,70 @@
+"""Log-likelihood of fixed continuations (a task's labels) after each prompt, jitted.
+
+Ranking a closed label set by likelihood is how small LMs are usually scored on classification:
+the answer is always a label, and it is the answer the LM loss was trained to produce. Each
+prompt is prefilled once into a KV cache; the cache is repeated for the L candidates, which run
+as one [B * L, T] continuation. Prompts are left-padded to a bucketed length and batches padded
+to a fixed size, so one program serves a whole evaluation.
+"""
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from perjax.generation import bucket_length
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _score(graphdef, state, ids, mask, group_ids, cont, cont_mask):
+  """[B, L] summed log-probs of the L continuations `cont` [L, T] after each prompt [B, P]."""
+  model = nnx.merge(graphdef, state)
+  B, P = ids.shape
+  L, T = cont.shape
+  start = model.prefix_len + P
+  cache = model.init_cache(B, start + T)
+  last, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
+                              cache_index=0, last_logits_only=True)
+  rep = lambda x, axis: jnp.repeat(x, L, axis=axis)  # row b * L + l: prompt b, candidate l
+  cache = {"k": rep(cache["k"], 1), "v": rep(cache["v"], 1), "valid": rep(cache["valid"], 0)}
+  tokens, tmask = jnp.tile(cont, (B, 1)), jnp.tile(cont_mask, (B, 1))
+  logits, _ = model.forward(tokens, attention_mask=tmask, group_ids=rep(group_ids, 0),
+                            cache=cache, cache_index=start)
+  # token j is predicted by the logits before it: the prompt's last one for j = 0
+  logits = jnp.concatenate([rep(last, 0), logits[:, :-1]], axis=1)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  picked = jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+  return jnp.sum(picked * tmask, axis=1).reshape(B, L)
+
+
+def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
+                          continuations: Sequence[Sequence[int]], *, group_ids=None,
+                          batch_size: int = 4) -> np.ndarray:
+  """[N, L] log p(continuation | prompt) for token-id prompts and candidate continuations,
+  each prompt with its group's personal parameters."""
+  n, L = len(prompts), len(continuations)
+  if not n:
+    return np.zeros((0, L), np.float32)
+  pad = generator.config.pad_token_id
+  T = max(len(c) for c in continuations)
+  cont = np.full((L, T), pad, np.int32)
+  cont_mask = np.zeros((L, T), np.int32)
+  for i, c in enumerate(continuations):
+    cont[i, :len(c)], cont_mask[i, :len(c)] = c, 1
+  group_ids = np.zeros((n,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
+  out = []
+  for s in range(0, n, batch_size):
+    chunk = prompts[s:s + batch_size]
+    P = bucket_length(max(len(p) for p in chunk), generator.bucket)
+    ids = np.full((batch_size, P), pad, np.int32)
+    mask = np.zeros((batch_size, P), np.int32)
+    mask[len(chunk):, -1] = 1  # filler rows (a fixed batch size): one dummy token each
+    for row, p in enumerate(chunk):
+      ids[row, P - len(p):], mask[row, P - len(p):] = p, 1
+    groups = np.zeros((batch_size,), np.int32)
+    groups[:len(chunk)] = group_ids[s:s + batch_size]
+    scores = _score(generator.graphdef, generator.state, ids, mask, groups, cont, cont_mask)
+    out.append(np.asarray(scores)[:len(chunk)])
+  return np.concatenate(out)
