@@ -1,9 +1,12 @@
-"""MovieLens tagging (LaMP-2 style): which of the frequent tags a user gives a movie.
+"""MovieLens tagging (LaMP-2 style): which of the 10 most frequent tags a user gives a movie.
 
 Needs ml-latest-small in the shared data folder (PERJAX_DATA, default ../shared/data/movielens).
+Answers are the tag the model finds most likely (`predict.mode=label_likelihood`): SmolLM2-135M
+answers in prose, which rarely names a tag. rag.k (4 over 8) was chosen on the dev
+split (`--config.eval.split=dev`); LoRA was not tuned. The sweep reports test.
 
   perjax run experiments/movielens_tagging.py:method=rag,granularity=user --workdir /tmp/mlt-rag
-  perjax sweep experiments/movielens_tagging.py --workdir /tmp/mlt
+  perjax sweep experiments/movielens_tagging.py --workdir /tmp/mlt   # ~10 min on 2 CPU cores
   perjax sweep experiments/movielens_tagging.py:smoke --workdir /tmp/mlt-smoke
 """
 from perjax.experiment.config import defaults, parse_arg
@@ -15,27 +18,30 @@ def get_config(arg=None):
   c = defaults()
   c.model, c.method, c.granularity = arg.model, arg.method, arg.granularity
   c.data.name = "movielens-tagging"
-  c.data.params = dict(split="time", seed=0, n_tags=10, max_profile=32)
+  # 60/20/20 per user in time order: 129 train, 41 dev, 41 test examples from 14 users (the
+  # 80/10/10 cut leaves 21 test examples).
+  c.data.params = dict(split="time", seed=0, n_tags=10, max_profile=32,
+                       fractions=(0.6, 0.2, 0.2))
   c.prompt.system = "You tag movies for a user. Answer with one tag from: {labels}."
   c.prompt.suffix = "\nWhich tag does this user give this movie?\ntag:"
+  c.predict.mode = "label_likelihood"
   c.rag.k = 4
   c.lora.rank = 8
   c.persona.use_labels = False  # no persona labels: cluster users' profiles
-  c.persona.clusters = 8
-  c.train.update(steps=300, batch_size=8, seq_len=128, lr=1e-3, checkpoint_every=100)
-  c.eval.update(batch_size=32, max_new_tokens=8)
-  c.data.max_test = 500
+  c.persona.clusters = 4
+  # ~3 s a step on 2 CPU cores; few steps need a large learning rate (as in quickstart).
+  c.train.update(steps=24, batch_size=4, seq_len=96, lr=1e-2, checkpoint_every=12)
+  c.eval.update(batch_size=40)  # [prompt + label] rows per scoring batch
 
   if arg.smoke:
-    c.data.max_train, c.data.max_test = 64, 32
+    c.data.max_train, c.data.max_test = 64, 16
     c.persona.clusters = 3
-    c.train.update(steps=8, batch_size=4, seq_len=96, checkpoint_every=4)
+    c.train.update(steps=8, batch_size=4, checkpoint_every=4)
   return c
 
 
 def sweep(add):
   add(method="zero_shot", granularity="global")
-  for method in ("rag", "soft_prompt", "lora"):
+  for method in ("rag", "lora"):
     for granularity in ("user", "persona", "global"):
       add(method=method, granularity=granularity)
-  add(method="rag+lora", granularity="user")  # OPPU
