@@ -4,15 +4,18 @@ A method fills up to three slots, each with one fixed signature:
 
   prompt(examples, prompts, ctx) -> prompts          prompting: rewrite each example's prompt
   personal(options) -> {PersonalConfig field: value}  embedding / finetuning: personal parameters
-  objective(model, batch, rng, num_groups) -> (loss, metrics)   the training loss
+  objective(model, batch, rng, num_groups, *, options) -> (loss, metrics)   the training loss
 
 `options` is the method's own config block (`config.<name>`, from `defaults`). A config names one
 method or several joined by '+' (`rag+lora` is OPPU): prompts are rewritten in order, personal
 parameter contributions merge, and at most one method may define the objective (the default is
-the LM loss on the targets whenever there are personal parameters).
+the LM loss on the targets whenever there are personal parameters). A method whose objective
+trains on preference pairs (`pairwise=True`, e.g. DPO) gets preference batches
+(`batching.make_preference_batch`) and needs a preference task.
 """
 import dataclasses
 import difflib
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 from perjax.data.schema import PersonalizedExample
@@ -47,6 +50,7 @@ class Method:
   personal: PersonalFn | None = None
   objective: ObjectiveFn | None = None
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  pairwise: bool = False  # the objective takes preference batches (chosen/rejected pairs)
 
   @property
   def name(self) -> str:
@@ -73,6 +77,7 @@ class Recipe:
   methods: tuple[Method, ...]
   personal_fields: Mapping[str, Any]
   objective: ObjectiveFn | None
+  pairwise: bool = False
 
   @property
   def trains(self) -> bool:
@@ -117,7 +122,7 @@ def compose(spec: str, granularity: "str | Granularity",
   methods = tuple(get_method(n) for n in names)
   fields: dict[str, Any] = {}
   owner: dict[str, str] = {}
-  objective, objective_owner = None, None
+  objective, objective_owner, pairwise = None, None, False
   for m in methods:
     if granularity not in m.info.granularities:
       raise ConfigError(f"method {m.name!r} does not support granularity {granularity.value!r}; "
@@ -132,10 +137,12 @@ def compose(spec: str, granularity: "str | Granularity",
       if objective is not None:
         raise ConfigError(f"methods {objective_owner!r} and {m.name!r} both define the training "
                           "objective; they cannot be combined")
-      objective, objective_owner = m.objective, m.name
+      # the method's options reach its objective bound, so configs can set e.g. dpo.beta
+      objective = functools.partial(m.objective, options=dict(options(m.name)))
+      objective_owner, pairwise = m.name, m.pairwise
   unknown = set(fields) - {f.name for f in dataclasses.fields(PersonalConfig)}
   if unknown:
     raise ConfigError(f"unknown personal parameter field(s) {sorted(unknown)}")
   if fields and objective is None:
     objective = lm_objective
-  return Recipe(methods, fields, objective)
+  return Recipe(methods, fields, objective, pairwise)

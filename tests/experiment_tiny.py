@@ -12,3 +12,10 @@ TINY = {"data.params.examples_per_user": 6, "data.params.profile_size": 5,
 
 def cli_overrides(extra=None) -> list[str]:
   return [f"--config.{k}={v}" for k, v in {**TINY, **(extra or {})}.items()]
+
+# The DSP preference experiment on tiny-llama: 10 queries (8 train / 1 dev / 1 test), 6 test pairs.
+PREF_SPEC = (str(Path(__file__).resolve().parents[1] / "experiments" / "dsp_preferences.py") +
+             ":smoke,model=tiny-llama")
+TINY_PREF = {"data.params.max_queries": 10, "data.max_test": 6, "train.steps": 3,
+             "train.batch_size": 2, "train.seq_len": 48, "train.checkpoint_every": 2,
+             "eval.batch_size": 4, "dpo.rank": 3}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiment_tiny import SPEC, TINY
+from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF
 from perjax import experiment
 from perjax.errors import ConfigError
 from perjax.method import Method, compose, register
@@ -44,12 +44,15 @@ def test_method_conformance(name, tmp_path):
   with pytest.raises(ConfigError, match="appears twice"):
     compose(f"{name}+{name}", info.granularities[0], _options(config))
 
-  config = experiment.load_config(SPEC, {**TINY, "method": name,
+  # a pairwise method (DPO) runs on the tiny preference task, every other on the quickstart
+  spec, tiny, expected = ((PREF_SPEC, TINY_PREF, {"preference_accuracy"}) if method.pairwise
+                          else (SPEC, TINY, {"accuracy", "f1"}))
+  config = experiment.load_config(spec, {**tiny, "method": name,
                                          "granularity": info.granularities[0].value})
   metrics = experiment.train_and_evaluate(config, tmp_path)
-  assert set(metrics) == {"accuracy", "f1"}
+  assert set(metrics) == expected
   preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-  assert len(preds) == TINY["data.max_test"]
+  assert len(preds) == tiny["data.max_test"]
   trains = compose(name, info.granularities[0], _options(config)).trains
   assert (tmp_path / "checkpoints").exists() == trains
 

@@ -18,7 +18,7 @@ import numpy as np
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import predict
+from perjax.experiment import predict, preference
 from perjax.experiment.train import train
 from perjax.generation import Generator
 from perjax.grouping import GroupingContext
@@ -121,6 +121,10 @@ def train_and_evaluate(config, workdir) -> dict:
   train_examples = subsample(task.splits["train"], config.data.max_train, config.seed)
   eval_examples = subsample(task.splits[split], config.data.max_test, config.seed)
   task = dataclasses.replace(task, splits={**task.splits, split: eval_examples})
+  pairs = preference.is_preference(task)
+  if recipe.pairwise and not pairs:
+    raise ConfigError(f"method {config.method!r} trains on preference pairs; data "
+                      f"{config.data.name!r} has none")
 
   grouping = GRANULARITIES.get(config.granularity)
   groups = grouping.fit(train_examples, GroupingContext(
@@ -132,6 +136,11 @@ def train_and_evaluate(config, workdir) -> dict:
   model, tokenizer = load_model(config, recipe.personal_config(groups.num_groups))
   generator = Generator(model, tokenizer)
   system = fill_labels(config.prompt.system, task.labels) or None
+  if pairs:
+    prompts_of = lambda ex, s: build_prompts(recipe, groups, ex, s, config, task.labels)
+    return _finish(workdir, *preference.run(model, generator, recipe, groups, train_examples,
+                                            eval_examples, prompts_of, config, workdir,
+                                            system=system))
   if recipe.trains:
     prompts = build_prompts(recipe, groups, train_examples, "train", config, task.labels)
     model = train(model, generator, recipe, prompts, [e.target for e in train_examples],
@@ -145,11 +154,16 @@ def train_and_evaluate(config, workdir) -> dict:
                                    system=system)
   metrics = evaluate_task(task, split, {e.id: p for e, p in zip(eval_examples, preds)})
 
+  return _finish(workdir, metrics, [
+      {"id": e.id, "user_id": e.user_id, "group": int(g), "output": o, "prediction": p,
+       "target": e.target} for e, g, o, p in zip(eval_examples, group_ids, outputs, preds)])
+
+
+def _finish(workdir: Path, metrics: dict, records: list[dict]) -> dict:
+  """Writes the predictions, then metrics.json (last: its presence marks the run finished)."""
   with open(workdir / PREDICTIONS_FILE, "w") as f:
-    for e, g, o, p in zip(eval_examples, group_ids, outputs, preds):
-      f.write(json.dumps({"id": e.id, "user_id": e.user_id, "group": int(g), "output": o,
-                          "prediction": p, "target": e.target}) + "\n")
-  # metrics.json last: its presence marks the run finished.
+    for r in records:
+      f.write(json.dumps(r) + "\n")
   tmp = workdir / (METRICS_FILE + ".tmp")
   tmp.write_text(json.dumps(metrics, indent=1) + "\n")
   tmp.replace(workdir / METRICS_FILE)

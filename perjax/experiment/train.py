@@ -45,10 +45,21 @@ def train(model, generator, recipe, prompts, targets, group_ids, num_groups, con
     raise ConfigError("this method trains personal parameters, but the train split is empty")
   pairs = encode_pairs(generator, prompts, targets, system, config)
   pad = generator.config.pad_token_id
+
+  def batch_at(s):
+    idx = step_examples(len(pairs), s, tc.batch_size * tc.accum, config.seed)
+    return batching.make_batch([pairs[i] + (int(group_ids[i]),) for i in idx],
+                               tc.seq_len, pad, tc.accum)
+
+  return fit(model, recipe.objective, batch_at, num_groups, config, workdir)
+
+
+def fit(model, objective, batch_at, num_groups, config, workdir):
+  """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
+  tc = config.train
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx)
-  step_fn = make_train_step(graphdef, personal_tx, base_tx, recipe.objective, num_groups)
-  per_step = tc.batch_size * tc.accum
+  step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
   with checkpoint.Checkpoints(workdir, max_to_keep=1, async_save=False) as ckpt:
     restored = ckpt.restore(state)
     state = state if restored is None else restored
@@ -57,10 +68,7 @@ def train(model, generator, recipe, prompts, targets, group_ids, num_groups, con
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
                dynamic_ncols=True)
     for s in bar:
-      idx = step_examples(len(pairs), s, per_step, config.seed)
-      batch = batching.make_batch([pairs[i] + (int(group_ids[i]),) for i in idx],
-                                  tc.seq_len, pad, tc.accum)
-      state, metrics = step_fn(state, batch, jax.random.fold_in(key, s))
+      state, metrics = step_fn(state, batch_at(s), jax.random.fold_in(key, s))
       bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
       if (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps:
         ckpt.save(state, force=True)

@@ -43,3 +43,22 @@ def make_batch(examples, seq_len: int, pad_id: int, accum: int = 1) -> dict:
   return {"input_ids": shape(ids), "loss_mask": shape(loss_mask),
           "attention_mask": shape(attention), "group_ids": shape(groups),
           "group_tokens": shape(group_tokens)}
+
+
+def make_preference_batch(pairs, seq_len: int, pad_id: int, accum: int = 1) -> dict:
+  """pairs: list of (chosen (ids, loss_mask), rejected (ids, loss_mask), group_id).
+
+  Returns {"chosen": rows, "rejected": rows} (each a `make_batch` dict, row i of both = pair i),
+  plus per pair [accum, B] `group_ids`, `real` (the pair has response tokens; empty padding pairs
+  do not) and `group_pairs`: its group's real pair count over the whole batch / accum, the
+  pair-level analogue of `group_tokens`, so a group's mean runs over all its micro-batches.
+  """
+  chosen = make_batch([c + (g,) for c, _, g in pairs], seq_len, pad_id, accum)
+  rejected = make_batch([r + (g,) for _, r, g in pairs], seq_len, pad_id, accum)
+  groups = np.array([g for _, _, g in pairs], np.int32)
+  real = np.array([sum(c[1]) > 0 for c, _, _ in pairs], np.float32)
+  per_group = {int(g): real[groups == g].sum() for g in np.unique(groups)}
+  group_pairs = np.array([per_group[int(g)] for g in groups], np.float32) / accum
+  shape = lambda a: a.reshape((accum, len(pairs) // accum))
+  return {"chosen": chosen, "rejected": rejected, "group_ids": shape(groups),
+          "real": shape(real), "group_pairs": shape(group_pairs)}

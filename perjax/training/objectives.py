@@ -18,6 +18,15 @@ def token_nll(logits, input_ids):
   return -jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
 
 
+def sequence_logprobs(model, rows):
+  """[B] summed log-probs of each row's response tokens (`loss_mask`), as the LM loss sees them:
+  the preference objectives' and evaluation's log p(response | prompt)."""
+  logits = model(rows["input_ids"], group_ids=rows["group_ids"],
+                 attention_mask=rows["attention_mask"])
+  weights = rows["loss_mask"][:, 1:].astype(jnp.float32)
+  return -jnp.sum(token_nll(logits, rows["input_ids"]) * weights, axis=1)
+
+
 def group_mean_loss(per_token, weights, group_ids, num_groups: int, group_tokens=None):
   """sum_g mean(per_token over group g's weighted tokens), and the total mean for reporting.
 

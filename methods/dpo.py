@@ -1,0 +1,55 @@
+"""DPO (Rafailov et al. 2023) on per-group LoRA adapters; at user/persona granularity this is
+personalized DPO (P-DPO / P-RLHF, Li et al. 2024): each group's own adapter is the user- or
+persona-conditioned policy. At global granularity (one group) it is plain DPO.
+
+The reference policy is the frozen base: the same model with the personal parameters zeroed
+(LoRA `b = 0` is exactly the base), evaluated without gradient inside the objective. Batches are
+preference batches (`perjax.training.batching.make_preference_batch`): a `chosen` and a
+`rejected` row per pair, and the pair's group.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from methods.lora import personal as lora_personal
+from perjax.method import Method, register
+from perjax.models.personal import Personal
+from perjax.registry import MethodInfo
+from perjax.taxonomy import Granularity, Technique
+from perjax.training.objectives import sequence_logprobs
+
+
+def reference_model(model):
+  """`model` with its personal parameters zeroed: the base policy (exact for LoRA)."""
+  graphdef, personal, rest = nnx.split(model, Personal, ...)
+  return nnx.merge(graphdef, jax.tree.map(jnp.zeros_like, personal), rest)
+
+
+def dpo_loss(policy_c, policy_r, ref_c, ref_r, beta):
+  """Per-pair -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) and the reward margins."""
+  margin = (policy_c - ref_c) - (policy_r - ref_r)
+  return -jax.nn.log_sigmoid(beta * margin), margin
+
+
+def objective(model, batch, rng, num_groups, *, options):
+  """The DPO loss, summed over groups of each group's mean over its pairs (as `lm_loss`), so
+  groups train independently; `group_pairs` counts a group's pairs in the whole accumulated
+  batch (divided by the micro-batch count), `real` marks real (non-padding) pairs."""
+  del rng, num_groups  # deterministic; group means come from `group_pairs`
+  logp = [sequence_logprobs(model, batch[k]) for k in ("chosen", "rejected")]
+  ref = reference_model(model)
+  ref_logp = [jax.lax.stop_gradient(sequence_logprobs(ref, batch[k]))
+              for k in ("chosen", "rejected")]
+  losses, margin = dpo_loss(*logp, *ref_logp, float(options["beta"]))
+  real = batch["real"].astype(jnp.float32)
+  loss = jnp.sum(real * losses / jnp.maximum(batch["group_pairs"], 1e-9))
+  n = jnp.maximum(jnp.sum(real), 1.0)
+  return loss, {"loss": jnp.sum(real * losses) / n,
+                "reward_accuracy": jnp.sum(real * (margin > 0)) / n}
+
+
+DPO = register(Method(
+    MethodInfo("dpo", Technique.FINETUNING, tuple(Granularity), "4.4.2",
+               "DPO (Rafailov et al. 2023); personalized DPO, P-RLHF / P-DPO (Li et al. 2024)"),
+    personal=lora_personal, objective=objective, pairwise=True,
+    defaults={"beta": 0.1, "rank": 8, "alpha": 16.0, "targets": "q,v"}))
