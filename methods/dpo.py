@@ -49,7 +49,7 @@ def objective(model, batch, rng, num_groups, *, options):
 
 
 DPO = register(Method(
-    MethodInfo("dpo", Technique.FINETUNING, tuple(Granularity), "4.4.2",
+    MethodInfo("dpo", Technique.FINETUNING, tuple(Granularity), "4.4",
                "DPO (Rafailov et al. 2023); personalized DPO, P-RLHF / P-DPO (Li et al. 2024)"),
     personal=lora_personal, objective=objective, pairwise=True,
     defaults={"beta": 0.1, "rank": 8, "alpha": 16.0, "targets": "q,v"}))

@@ -3,7 +3,9 @@
 The task is loaded, users are grouped by the granularity, prompting methods rewrite the prompts,
 personal parameters (if any method declares them) are trained, and the evaluation split is
 answered (greedy generation mapped onto the task's labels, or the most likely label) and
-scored. A workdir holds one run: rerunning a finished run returns its metrics, an interrupted
+scored. Preference tasks (chosen/rejected pairs) go to `preference.run`: pairwise methods (DPO)
+train on pair batches, and the score is the preference accuracy of the implicit reward. A
+workdir holds one run: rerunning a finished run returns its metrics, an interrupted
 one resumes from its checkpoint.
 """
 import dataclasses
