@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from perjax.data.schema import PersonalizedExample, PreferenceExample
 from perjax.errors import ConfigError
-from perjax.experiment.train import encode_pairs, fit, step_examples, train
+from perjax.experiment.train import fit, step_examples, train
 from perjax.metrics import preference_accuracy
 from perjax.training import batching
 from perjax.training.objectives import sequence_logprobs
@@ -35,9 +35,20 @@ def as_prompted(examples) -> list[PersonalizedExample]:
 
 
 def encode(generator, prompts, examples, system, config) -> dict:
-  """{"chosen"/"rejected": [(ids, loss_mask)]}, packed exactly as the LM loss sees a target."""
-  return {k: encode_pairs(generator, prompts, [getattr(e, k) for e in examples], system, config)
-          for k in RESPONSES}
+  """{"chosen"/"rejected": [(ids, loss_mask)]}: the chat-formatted prompt, then the response and
+  EOS, as the LM loss sees a target. A response too long for `train.seq_len` is cut (its first
+  tokens are compared), not the prompt: the preference is conditional on the prompt."""
+  tok, seq_len = generator.tokenizer, config.train.seq_len
+  eos = list(generator.config.eos_token_ids)[:1]
+  prompt_ids = generator.encode_prompts(prompts, chat=config.prompt.chat, system=system)
+  out = {}
+  for k in RESPONSES:
+    out[k] = []
+    for p, e in zip(prompt_ids, examples):
+      room = max(seq_len - len(p), seq_len // 2)
+      response = (tok(getattr(e, k), add_special_tokens=False).input_ids + eos)[:room]
+      out[k].append(batching.pack_example(p, response, seq_len))
+  return out
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
