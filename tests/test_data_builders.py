@@ -61,6 +61,16 @@ def test_rating_rounds_half_stars():
   assert {e.target for e in task.examples()} <= {"1", "2", "3", "4", "5"}
 
 
+@needs_data
+def test_tagging_profile_holds_vocabulary_tags_unless_all():
+  # LaMP-2 semantics: profile items carry one of the task's labels; "all" keeps every tag.
+  task = _build("movielens-tagging", "time")
+  assert all(it.fields["tag"] in task.labels for e in task.examples() for it in e.profile)
+  full = load_dataset("movielens-tagging", data_dir=DATA, split="time", profile_tags="all")
+  assert any(it.fields["tag"] not in full.labels for e in full.examples() for it in e.profile)
+  assert_no_time_leak(full.splits)
+
+
 @pytest.mark.parametrize("name", [n for n in DATASETS.names() if n not in ("synthetic", "lamp")])
 def test_missing_files_name_the_file(name, tmp_path):
   with pytest.raises(DataError, match=str(tmp_path)):

@@ -10,7 +10,7 @@ from perjax.data.catalog import dataset
 from perjax.data.files import data_root, read_csv
 from perjax.data.schema import ProfileItem, Task
 from perjax.data.splits import Record, history_splits
-from perjax.errors import DataError
+from perjax.errors import ConfigError, DataError
 
 RATING_LABELS = ("1", "2", "3", "4", "5")
 
@@ -36,7 +36,16 @@ def round_rating(stars: float) -> int:
          "predict the tag a user gives a movie from its title and genres (LaMP-2 style); profile = "
          "the user's earlier (movie, tag) pairs", split_kinds=("user", "time"))
 def movielens_tagging(data_dir=None, split="user", seed=0, n_tags=20, min_history=1,
-                      max_profile=64, fractions=(0.8, 0.1, 0.1)) -> Task:
+                      max_profile=64, fractions=(0.8, 0.1, 0.1), profile_tags="vocab") -> Task:
+  """Examples are (user, movie) pairs with a tag in the `n_tags` most frequent tags.
+
+  `profile_tags="vocab"` (default) keeps only profile items whose tag is in that vocabulary, as
+  LaMP-2 does: most tags users give are outside it, so a profile of every tag would show
+  retrieval and per-user training mostly answers the task can never have. `"all"` keeps every
+  earlier tag the user gave. Either way a profile holds only earlier records (see splits).
+  """
+  if profile_tags not in ("vocab", "all"):
+    raise ConfigError(f"profile_tags must be 'vocab' or 'all', got {profile_tags!r}")
   root = data_root(data_dir) / "movielens"
   movies = _movies(root)
   path = root / "tags.csv"
@@ -53,6 +62,8 @@ def movielens_tagging(data_dir=None, split="user", seed=0, n_tags=20, min_histor
   records = []
   for i, r in enumerate(rows):
     tag, uid, mid = r["tag"].strip().lower(), r["userId"], r["movieId"]
+    if profile_tags == "vocab" and tag not in rank:
+      continue  # neither an example nor a profile item
     try:
       t = float(r["timestamp"])
     except ValueError:
