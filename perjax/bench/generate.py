@@ -29,8 +29,9 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
                    repeats: int = 2) -> dict:
   personal = PersonalConfig(groups=adapters, lora_rank=rank, lora_targets=("q", "v")) \
       if adapters else None
-  model, tokenizer = load(model_name, personal=personal, dtype=dtype, progress=False,
-                          random_weights=random_weights)
+  # weights are stored in the compute dtype, so bfloat16 also halves the bytes read per token
+  model, tokenizer = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype,
+                          progress=False, random_weights=random_weights)
   if adapters:
     randomize_lora_b(model)
   generator = Generator(model, tokenizer, stop_at_eos=False)
