@@ -19,3 +19,12 @@ PREF_SPEC = (str(Path(__file__).resolve().parents[1] / "experiments" / "dsp_pref
 TINY_PREF = {"data.params.max_queries": 10, "data.max_test": 6, "train.steps": 3,
              "train.batch_size": 2, "train.seq_len": 48, "train.checkpoint_every": 2,
              "eval.batch_size": 4, "dpo.rank": 3}
+
+
+def require_dsp_data() -> None:
+  """Skip (with the reason) where the real DSP file is absent, e.g. on a fresh machine."""
+  import pytest
+  from perjax.data.files import data_root
+  path = data_root() / "dsp" / "domain_specific_preference.test.json"
+  if not path.exists():
+    pytest.skip(f"DSP preference data not found at {path} (set PERJAX_DATA)")

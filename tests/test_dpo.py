@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import engine_tiny as et
-from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF
+from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF, require_dsp_data
 from perjax import experiment
 from perjax.errors import ConfigError
 from perjax.method import get_method
@@ -96,6 +96,7 @@ def test_groups_independent_under_dpo(accum):
 
 
 def test_runner_on_preference_task(tmp_path):
+  require_dsp_data()
   # zero_shot: the raw log-likelihood margin; predictions carry each pair's rewards
   config = experiment.load_config(PREF_SPEC, {**TINY_PREF, "method": "zero_shot"})
   metrics = experiment.train_and_evaluate(config, tmp_path / "zs")

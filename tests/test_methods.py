@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF
+from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF, require_dsp_data
 from perjax import experiment
 from perjax.errors import ConfigError
 from perjax.method import Method, compose, register
@@ -45,6 +45,8 @@ def test_method_conformance(name, tmp_path):
     compose(f"{name}+{name}", info.granularities[0], _options(config))
 
   # a pairwise method (DPO) runs on the tiny preference task, every other on the quickstart
+  if method.pairwise:
+    require_dsp_data()
   spec, tiny, expected = ((PREF_SPEC, TINY_PREF, {"preference_accuracy"}) if method.pairwise
                           else (SPEC, TINY, {"accuracy", "f1"}))
   config = experiment.load_config(spec, {**tiny, "method": name,
