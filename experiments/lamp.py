@@ -11,6 +11,7 @@ runs are scored on the dev split.
   perjax sweep experiments/lamp.py:smoke --workdir /tmp/lamp-smoke
 """
 from perjax.experiment.config import defaults, parse_arg
+from perjax.experiment.sweep import taxonomy_grid
 
 
 def get_config(arg=None):
@@ -37,8 +38,5 @@ def get_config(arg=None):
 
 
 def sweep(add):
-  add(method="zero_shot", granularity="global")
-  for method in ("rag", "soft_prompt", "lora"):
-    for granularity in ("user", "persona", "global"):
-      add(method=method, granularity=granularity)
+  taxonomy_grid(add, methods=("rag", "soft_prompt", "lora"))  # zero_shot, then each method x granularity
   add(method="rag+lora", granularity="user")  # OPPU

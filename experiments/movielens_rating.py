@@ -7,6 +7,7 @@ Needs ml-latest-small in the shared data folder (PERJAX_DATA, default ../shared/
   perjax sweep experiments/movielens_rating.py:smoke --workdir /tmp/mlr-smoke
 """
 from perjax.experiment.config import defaults, parse_arg
+from perjax.experiment.sweep import taxonomy_grid
 
 
 def get_config(arg=None):
@@ -35,7 +36,4 @@ def get_config(arg=None):
 
 
 def sweep(add):
-  add(method="zero_shot", granularity="global")
-  for method in ("rag", "soft_prompt", "lora"):
-    for granularity in ("user", "persona", "global"):
-      add(method=method, granularity=granularity)
+  taxonomy_grid(add, methods=("rag", "soft_prompt", "lora"))  # zero_shot, then each method x granularity

@@ -10,6 +10,7 @@ split (`--config.eval.split=dev`); LoRA was not tuned. The sweep reports test.
   perjax sweep experiments/movielens_tagging.py:smoke --workdir /tmp/mlt-smoke
 """
 from perjax.experiment.config import defaults, parse_arg
+from perjax.experiment.sweep import taxonomy_grid
 
 
 def get_config(arg=None):
@@ -41,7 +42,4 @@ def get_config(arg=None):
 
 
 def sweep(add):
-  add(method="zero_shot", granularity="global")
-  for method in ("rag", "lora"):
-    for granularity in ("user", "persona", "global"):
-      add(method=method, granularity=granularity)
+  taxonomy_grid(add, methods=("rag", "lora"))  # zero_shot, then each method x granularity

@@ -10,6 +10,7 @@ into the prompt, or trained into per-user parameters) should beat the non-person
   perjax run experiments/quickstart.py:smoke,model=tiny-llama --workdir /tmp/t  # tests
 """
 from perjax.experiment.config import defaults, parse_arg
+from perjax.experiment.sweep import taxonomy_grid
 
 
 def get_config(arg=None):
@@ -42,7 +43,4 @@ def get_config(arg=None):
 
 
 def sweep(add):
-  add(method="zero_shot", granularity="global")  # the non-personalized baseline
-  for method in ("rag", "soft_prompt", "lora"):
-    for granularity in ("user", "persona", "global"):
-      add(method=method, granularity=granularity)
+  taxonomy_grid(add, methods=("rag", "soft_prompt", "lora"))  # zero_shot, then each method x granularity

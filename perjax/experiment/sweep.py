@@ -64,3 +64,14 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None) -> list[dict]:
     rows.append({**row, **metrics})
   report.write(workdir, rows, swept)
   return rows
+
+
+def taxonomy_grid(add, methods, granularities=("user", "persona", "global"),
+                  baseline: str | None = "zero_shot") -> None:
+  """The usual ablation for a config's `sweep(add)`: the non-personalized baseline once, then
+  every method at every granularity."""
+  if baseline:
+    add(method=baseline, granularity="global")
+  for method in methods:
+    for granularity in granularities:
+      add(method=method, granularity=granularity)
