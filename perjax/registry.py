@@ -7,7 +7,7 @@ import dataclasses
 import difflib
 import importlib
 import pkgutil
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from perjax.taxonomy import Granularity, Technique
 
@@ -112,12 +112,3 @@ def methods_for(technique: Technique | None = None,
     out.append(method)
   return out
 
-
-def registration(registry: Registry) -> Callable:
-  """Decorator form: `@registration(DATASETS)("name")`."""
-  def by_name(name: str):
-    def deco(obj):
-      registry.register(name, obj)
-      return obj
-    return deco
-  return by_name
