@@ -58,48 +58,51 @@ def _next_token(logits, rng, sampling: SamplingConfig):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "eos_ids", "pad_id"))
-def _generate(graphdef, state, ids, mask, group_ids, rng, *, sampling, eos_ids, pad_id):
+def _generate(graphdef, state, layers, ids, mask, group_ids, rng, *, sampling, eos_ids, pad_id):
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
   cache = model.init_cache(B, start + sampling.max_new_tokens)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
-                                cache_index=0, last_logits_only=True)
+                                cache_index=0, last_logits_only=True, layers=layers)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
   out = jnp.full((B, sampling.max_new_tokens), pad_id, jnp.int32)
   eos = jnp.asarray(eos_ids, jnp.int32)
 
+  def pick(last_logits, i, done):
+    token = _next_token(last_logits, jax.random.fold_in(rng, i), sampling)
+    token = jnp.where(done, pad_id, token)
+    return token, done | jnp.isin(token, eos)
+
+  # Each iteration picks token i and runs the forward pass that predicts token i + 1; the last
+  # token is picked after the loop. (A `lax.cond` around the forward pass, skipping it on the
+  # last iteration, made XLA copy the whole KV cache at every step.)
   def cond(carry):
     i, _, _, _, done, _ = carry
-    return (i < sampling.max_new_tokens) & ~jnp.all(done)
+    return (i < sampling.max_new_tokens - 1) & ~jnp.all(done)
 
   def body(carry):
     i, last_logits, cache, out, done, positions = carry
-    token = _next_token(last_logits, jax.random.fold_in(rng, i), sampling)
-    token = jnp.where(done, pad_id, token)
+    token, done = pick(last_logits, i, done)
     out = out.at[:, i].set(token)
-    done = done | jnp.isin(token, eos)
-
-    def step(cache):
-      logits, cache = model.forward(
-          token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
-          cache=cache, cache_index=start + i, positions=positions[:, None])
-      return logits[:, 0], cache
-
-    more = (i + 1 < sampling.max_new_tokens) & ~jnp.all(done)
-    last_logits, cache = jax.lax.cond(more, step, lambda c: (last_logits, c), cache)
-    return i + 1, last_logits, cache, out, done, positions + 1
+    logits, cache = model.forward(
+        token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
+        cache=cache, cache_index=start + i, positions=positions[:, None], layers=layers)
+    return i + 1, logits[:, 0], cache, out, done, positions + 1
 
   done = jnp.zeros((B,), jnp.bool_)
   carry = (jnp.int32(0), logits[:, -1], cache, out, done, positions)
-  return jax.lax.while_loop(cond, body, carry)[3]
+  i, last_logits, _, out, done, _ = jax.lax.while_loop(cond, body, carry)
+  token, _ = pick(last_logits, i, done)  # all pad when every row had already stopped
+  return out.at[:, i].set(token)
 
 
 class Generator:
   """Generation for one model; compiled programs are cached by (batch, bucket, sampling)."""
 
   def __init__(self, model, tokenizer=None, *, bucket: int = 32, stop_at_eos: bool = True):
-    self.graphdef, self.state = nnx.split(model)
+    self.graphdef = nnx.graphdef(model)
+    self.refresh(model)
     self.config = model.config
     self.tokenizer = tokenizer
     self.bucket = bucket
@@ -109,6 +112,9 @@ class Generator:
   def refresh(self, model) -> None:
     """Take new parameter values (e.g. after training); same structure, so no recompilation."""
     self.state = nnx.state(model)
+    # Per-layer weight arrays (one more copy of the base weights): the unrolled decoding
+    # loop reads them in place instead of slicing the stacked weights at every step.
+    self.layers = model.unstacked_layers()
 
   def generate_ids(self, prompts: Sequence[Sequence[int]], *, group_ids=None,
                    sampling: SamplingConfig = SamplingConfig(), seed: int = 0) -> list[list[int]]:
@@ -126,7 +132,7 @@ class Generator:
       mask[row, P - len(p):] = 1
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
     eos_ids = self.eos_ids or (-1,)
-    out = _generate(self.graphdef, self.state, ids, mask, group_ids, jax.random.key(seed),
+    out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, jax.random.key(seed),
                     sampling=sampling, eos_ids=eos_ids, pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)
     results = []

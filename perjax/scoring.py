@@ -18,7 +18,7 @@ from perjax.generation import bucket_length
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _score(graphdef, state, ids, mask, group_ids, cont, cont_mask):
+def _score(graphdef, state, layers, ids, mask, group_ids, cont, cont_mask):
   """[B, L] summed log-probs of the L continuations `cont` [L, T] after each prompt [B, P]."""
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
@@ -26,12 +26,12 @@ def _score(graphdef, state, ids, mask, group_ids, cont, cont_mask):
   start = model.prefix_len + P
   cache = model.init_cache(B, start + T)
   last, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
-                              cache_index=0, last_logits_only=True)
+                              cache_index=0, last_logits_only=True, layers=layers)
   rep = lambda x, axis: jnp.repeat(x, L, axis=axis)  # row b * L + l: prompt b, candidate l
-  cache = {"k": rep(cache["k"], 1), "v": rep(cache["v"], 1), "valid": rep(cache["valid"], 0)}
+  cache = jax.tree.map(lambda x: rep(x, 0), cache)  # every cache array is batch-major
   tokens, tmask = jnp.tile(cont, (B, 1)), jnp.tile(cont_mask, (B, 1))
   logits, _ = model.forward(tokens, attention_mask=tmask, group_ids=rep(group_ids, 0),
-                            cache=cache, cache_index=start)
+                            cache=cache, cache_index=start, layers=layers)
   # token j is predicted by the logits before it: the prompt's last one for j = 0
   logits = jnp.concatenate([rep(last, 0), logits[:, :-1]], axis=1)
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
@@ -65,6 +65,6 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
       ids[row, P - len(p):], mask[row, P - len(p):] = p, 1
     groups = np.zeros((batch_size,), np.int32)
     groups[:len(chunk)] = group_ids[s:s + batch_size]
-    scores = _score(generator.graphdef, generator.state, ids, mask, groups, cont, cont_mask)
+    scores = _score(generator.graphdef, generator.state, generator.layers, ids, mask, groups, cont, cont_mask)
     out.append(np.asarray(scores)[:len(chunk)])
   return np.concatenate(out)

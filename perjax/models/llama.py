@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from perjax.models.personal import Personal, PersonalConfig, PersonalSlots
@@ -141,20 +142,45 @@ class Llama(nnx.Module):
     return self.personal.config.prompt_len if self.personal is not None else 0
 
   def init_cache(self, batch: int, length: int, dtype=None) -> dict:
-    """An empty KV cache for `length` slots (the soft-prompt prefix included)."""
+    """An empty KV cache for `length` slots (the soft-prompt prefix included): one `[B, KV, S,
+    D]` array per layer. It stays float32 under bfloat16 compute: XLA's CPU backend widens
+    bfloat16 in-place updates to float32 copies of the whole buffer."""
     c = self.config
-    shape = (c.num_layers, batch, length, c.num_kv_heads, c.head_dim)
+    shape = (batch, c.num_kv_heads, length, c.head_dim)
     dtype = dtype or self.dtype
-    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
+    return {"k": tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)),
+            "v": tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)),
             "valid": jnp.zeros((batch, length), jnp.bool_)}
 
+  def unstacked_layers(self) -> list[dict]:
+    """Each layer's weights as separate arrays, for `forward(layers=...)`. Slicing the stacked
+    weights inside a jitted program copies them (and, in bfloat16 on CPU, widens them to
+    float32 first), which dominated decoding; slicing once outside jit avoids it."""
+    stacked = self.layers.arrays()
+    layers = []
+    for i in range(self.config.num_layers):
+      p = {name: w[i] for name, w in stacked.items()}
+      # Projections reading the same input run as one wider matmul, which XLA spreads over
+      # all cores; LoRA deltas are added to each part after the split.
+      for fused, parts in _FUSED_PROJECTIONS.items():
+        p[fused] = jnp.concatenate([p.pop(name) for name in parts], axis=1)
+        if all(name + "_bias" in p for name in parts):
+          p[fused + "_bias"] = jnp.concatenate([p.pop(name + "_bias") for name in parts])
+      layers.append(p)
+    return layers
+
   def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
-              positions=None, last_logits_only: bool = False):
+              positions=None, last_logits_only: bool = False, layers: list | None = None):
     """The full forward pass.
 
     Without a cache: the soft prompt (if any) is prepended and logits for the real tokens are
     returned. With a cache: tokens are written at `cache_index` (the prefix is written when
     `cache_index == 0`), attending to every valid earlier slot. Returns (logits, cache).
+
+    `layers` (from `unstacked_layers()`) runs the layers as an unrolled loop over separate
+    weight arrays: the fast path for inference. Without it, layers run as one `lax.scan` over
+    the stacked weights (one layer to compile and differentiate: the training path); a cache
+    always takes the unrolled loop.
     """
     c = self.config
     B, T = input_ids.shape
@@ -193,28 +219,25 @@ class Llama(nnx.Module):
     # [B, Tq, S]: causal over slots, and never attend to padding.
     attn_mask = (kv_slots[None, None, :] <= q_slots[None, :, None]) & kv_valid[:, None, :]
     cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling)
+    run_layer = lambda h, p, lora_l, kv: self._layer(h, p, lora_l, kv, fresh, cos, sin,
+                                                     attn_mask, cache_index)
 
-    params = self.layers.arrays()
-    if fresh:
-      def layer(h, xs):
-        p, lora_l = xs
-        return self._layer(h, p, lora_l, None, cos, sin, attn_mask, cache_index)
-      x, new_kv = jax.lax.scan(layer, x, (params, lora))
-    else:
-      # Layers read their cache slice and return only the new tokens' keys and values; the
-      # cache is written once after the scan. (Updating the whole cache inside the layer scan
-      # made XLA copy it at every layer.)
-      def layer(h, xs):
-        p, lora_l, k_cached, v_cached = xs
-        return self._layer(h, p, lora_l, {"k": k_cached, "v": v_cached}, cos, sin, attn_mask,
-                           cache_index)
-      x, new_kv = jax.lax.scan(layer, x, (params, lora, cache["k"], cache["v"]))
     new_cache = None
-    if cache is not None:
-      write = lambda old, new: jax.lax.dynamic_update_slice(
-          old, new.astype(old.dtype), (0, 0, cache_index, 0, 0))
-      new_cache = {"k": write(cache["k"], new_kv["k"]), "v": write(cache["v"], new_kv["v"]),
-                   "valid": jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
+    if layers is None and cache is None:
+      x, _ = jax.lax.scan(lambda h, xs: (run_layer(h, *xs, None)[0], None), x,
+                          (self.layers.arrays(), lora))
+    else:
+      layers = layers if layers is not None else self.unstacked_layers()
+      new_k, new_v = [], []
+      for i, p in enumerate(layers):
+        kv = None if cache is None else (cache["k"][i], cache["v"][i])
+        lora_l = {name: (a[i], b[i]) for name, (a, b) in lora.items()}
+        x, (k, v) = run_layer(x, p, lora_l, kv)
+        new_k.append(k)
+        new_v.append(v)
+      if cache is not None:
+        new_cache = {"k": tuple(new_k), "v": tuple(new_v), "valid": kv_valid if not fresh else
+                     jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
     x = _rms_norm(x, self.final_norm[...], c.rms_norm_eps)
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
     head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
@@ -225,50 +248,81 @@ class Llama(nnx.Module):
   def _proj(self, x, p, lora_l, name):
     # A 2-D matmul: XLA's CPU backend runs [B*T, d] x [d, o] faster than a 3-D dot.
     w = p[name].astype(self.dtype)
-    y = jnp.dot(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
+    y = _matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
     if name + "_bias" in p:
       y = y + p[name + "_bias"].astype(self.dtype)
+    return self._add_lora(y, x, lora_l, name)
+
+  @staticmethod
+  def _add_lora(y, x, lora_l, name):
     if name in lora_l:
       a, b = lora_l[name]  # [B, din, r], [B, r, dout], scale folded into b by gather_lora
       y = y + jnp.einsum("btr,bro->bto", jnp.einsum("btd,bdr->btr", x, a), b)
     return y
 
-  def _layer(self, h, p, lora_l, kv, cos, sin, attn_mask, cache_index):
+  def _projs(self, x, p, lora_l, names):
+    """Several projections of the same input, as one fused matmul where the weights are fused."""
+    fused = next((f for f, parts in _FUSED_PROJECTIONS.items() if parts == names), None)
+    if fused not in p:
+      return [self._proj(x, p, lora_l, name) for name in names]
+    y = self._proj(x, p, {}, fused)
+    sizes = [projection_shapes(self.config)[name][1] for name in names]
+    outs = jnp.split(y, np.cumsum(sizes)[:-1], axis=-1)
+    return [self._add_lora(o, x, lora_l, name) for o, name in zip(outs, names)]
+
+  def _layer(self, h, p, lora_l, kv, fresh, cos, sin, attn_mask, cache_index):
+    """One decoder layer. `kv`: this layer's cache (k, v) `[B, KV, S, D]` or None. Returns the
+    new hidden state and (k, v): the updated cache, or this call's keys and values."""
     c = self.config
     B, T, _ = h.shape
     x = _rms_norm(h, p["attn_norm"], c.rms_norm_eps)
-    q = self._proj(x, p, lora_l, "q").reshape(B, T, c.num_heads, c.head_dim)
-    k = self._proj(x, p, lora_l, "k").reshape(B, T, c.num_kv_heads, c.head_dim)
-    v = self._proj(x, p, lora_l, "v").reshape(B, T, c.num_kv_heads, c.head_dim)
+    q, k, v = self._projs(x, p, lora_l, ("q", "k", "v"))
+    q = q.reshape(B, T, c.num_heads, c.head_dim)
+    k = k.reshape(B, T, c.num_kv_heads, c.head_dim)
+    v = v.reshape(B, T, c.num_kv_heads, c.head_dim)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    new_kv = {"k": k, "v": v}
+    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, KV, T, D]
     if kv is not None:
-      k = jax.lax.dynamic_update_slice(kv["k"].astype(k.dtype), k, (0, cache_index, 0, 0))
-      v = jax.lax.dynamic_update_slice(kv["v"].astype(v.dtype), v, (0, cache_index, 0, 0))
+      write = lambda cached, new: jax.lax.dynamic_update_slice(
+          cached, new.astype(cached.dtype), (0, 0, cache_index, 0))
+      cached_k, cached_v = write(kv[0], k), write(kv[1], v)
+      if not fresh:  # attend over the whole cache, this call's tokens included
+        k, v = cached_k.astype(k.dtype), cached_v.astype(v.dtype)
+      out_kv = (cached_k, cached_v)
+    else:
+      out_kv = (k, v)
     attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads)
     h = h + self._proj(attn.reshape(B, T, -1), p, lora_l, "o")
     x = _rms_norm(h, p["mlp_norm"], c.rms_norm_eps)
-    gate = self._proj(x, p, lora_l, "gate")
-    up = self._proj(x, p, lora_l, "up")
+    gate, up = self._projs(x, p, lora_l, ("gate", "up"))
     h = h + self._proj(jax.nn.silu(gate) * up, p, lora_l, "down")
-    return h, new_kv
+    return h, out_kv
+
+
+_FUSED_PROJECTIONS = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
+
+
+def _matmul(x, w):
+  # Accumulate in float32 and round once: XLA's CPU dot runs bfloat16 inputs with a float32
+  # result over twice as fast as with a bfloat16 result (and it is the more accurate one).
+  return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype)
 
 
 def _gqa_attention(q, k, v, mask, num_kv_heads):
-  """Grouped-query attention: q [B,T,H,D], k/v [B,S,KV,D], mask [B,T,S] -> [B,T,H,D]."""
+  """Grouped-query attention: q [B,T,H,D], k/v [B,KV,S,D], mask [B,T,S] -> [B,T,H,D]."""
   B, T, H, D = q.shape
-  K, S = num_kv_heads, k.shape[1]
+  K, S = num_kv_heads, k.shape[2]
   G = H // K
   # Heads sharing a KV head are stacked along the query axis: one [G*T, D] x [D, S] matmul
   # per (batch, kv head), which XLA runs about twice as fast as a 5-D einsum.
   q = q.reshape(B, T, K, G, D).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, D)
-  k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
   scores = jnp.einsum("bkqd,bksd->bkqs", q, k, preferred_element_type=jnp.float32)
   scores = scores / math.sqrt(D)
   mask = jnp.broadcast_to(mask[:, None, None], (B, 1, G, T, S)).reshape(B, 1, G * T, S)
   scores = jnp.where(mask, scores, _MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkqs,bksd->bkqd", probs, v)
+  out = jnp.einsum("bkqs,bksd->bkqd", probs, v, preferred_element_type=jnp.float32)
+  out = out.astype(v.dtype)
   return out.reshape(B, K, G, T, D).transpose(0, 3, 1, 2, 4).reshape(B, T, H, D)
 
 
