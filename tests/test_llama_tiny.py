@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from perjax.models import Llama, PersonalConfig, tiny_llama_config
+from perjax.models.personal import Personal
 
 PERSONAL = PersonalConfig(groups=3, lora_rank=2, prompt_len=2)
 ALL_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
@@ -212,3 +213,43 @@ def test_bfloat16_is_close_to_float32(param_dtype):
   scale = np.abs(want).max()
   assert np.abs(got - want).max() < 0.05 * scale
   assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.8
+
+
+# -- (h) unrolled layers and the matmul's backward pass ---------------------------------------
+def test_unrolled_layers_equal_the_layer_scan_in_logits_and_lora_gradients():
+  personal = PersonalConfig(groups=3, lora_rank=2, lora_targets=ALL_TARGETS)
+  scanned = Llama(tiny_llama_config(attention_bias=True), personal=personal, rngs=nnx.Rngs(5))
+  unrolled = Llama(tiny_llama_config(attention_bias=True), personal=personal,
+                   unroll_layers=True, rngs=nnx.Rngs(5))
+  _randomize_lora_b(scanned)
+  nnx.update(unrolled, nnx.state(scanned))
+  ids, group_ids = _ids((3, 9)), jnp.array([2, 0, 1])
+
+  def lora_grads(model):
+    def loss(personal_state):
+      m = nnx.merge(nnx.graphdef(model), personal_state, nnx.state(model, nnx.Not(Personal)))
+      return jnp.sum(m(ids, group_ids=group_ids) ** 2) / ids.size
+    return jax.grad(loss)(nnx.state(model, Personal))
+
+  np.testing.assert_allclose(_logits(unrolled, ids, group_ids=group_ids),
+                             _logits(scanned, ids, group_ids=group_ids), atol=1e-5)
+  want, got = lora_grads(scanned), lora_grads(unrolled)
+  for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+  assert any(np.abs(w).max() > 1e-3 for w in jax.tree.leaves(want))  # the check has teeth
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_matmul_gradients_match_plain_autodiff(dtype):
+  from perjax.models.llama import _matmul
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((7, 11)), dtype)
+  w = jnp.asarray(rng.standard_normal((11, 5)), dtype)
+  ct = jnp.asarray(rng.standard_normal((7, 5)), jnp.float32)
+  f = lambda fn: lambda x, w: jnp.sum(fn(x, w).astype(jnp.float32) * ct)
+  plain = lambda x, w: jnp.dot(x.astype(jnp.float32), w.astype(jnp.float32)).astype(x.dtype)
+  tol = 1e-5 if dtype == jnp.float32 else 0.05
+  for got, want in zip(jax.grad(f(_matmul), (0, 1))(x, w), jax.grad(f(plain), (0, 1))(x, w)):
+    assert got.dtype == dtype
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               rtol=tol, atol=tol)

@@ -48,11 +48,12 @@ def read_checkpoint(name: str, progress: bool = True):
 
 
 def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig | None = None,
-          dtype="float32", param_dtype="float32", seed: int = 0) -> Llama:
+          dtype="float32", param_dtype="float32", seed: int = 0,
+          unroll_layers: bool = False) -> Llama:
   """A Llama with the given base weights (random when None) and freshly initialised personal slots."""
   dtype, param_dtype = _dtype(dtype), _dtype(param_dtype)
   make = lambda: Llama(config, personal=personal, dtype=dtype, param_dtype=param_dtype,
-                       rngs=nnx.Rngs(seed))
+                       unroll_layers=unroll_layers, rngs=nnx.Rngs(seed))
   if weights is None:
     return make()
   abstract = nnx.eval_shape(make)
@@ -65,10 +66,10 @@ def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig
   for field in pure["layers"]:
     pure["layers"][field] = weights["layers"][field]
   if personal is not None:  # small: initialise for real, outside eval_shape
-    from perjax.models.llama import projection_shapes
+    from perjax.models.llama import PERSONAL_DTYPE, projection_shapes
     from perjax.models.personal import PersonalSlots
     slots = PersonalSlots(personal, num_layers=config.num_layers, hidden_size=config.hidden_size,
-                          projection_shapes=projection_shapes(config), param_dtype=param_dtype,
+                          projection_shapes=projection_shapes(config), param_dtype=PERSONAL_DTYPE,
                           rngs=nnx.Rngs(seed))
     pure["personal"] = nnx.state(slots).to_pure_dict()
   pure = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), pure,
@@ -79,29 +80,29 @@ def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig
 
 def load_decoder(name: str, *, personal: PersonalConfig | None = None, dtype="float32",
                  param_dtype="float32", seed: int = 0, progress: bool = True,
-                 random_weights: bool = False):
+                 random_weights: bool = False, unroll_layers: bool = False):
   """(model, tokenizer). `name`: a zoo name, `tiny-llama`, a .gguf path, a HF folder or hub id.
 
   `random_weights=True` builds a known zoo architecture with random weights and no tokenizer
-  (for throughput benchmarks where the weights cannot be fetched).
+  (for throughput benchmarks where the weights cannot be fetched). `unroll_layers=True` runs
+  the layers as an unrolled loop instead of a `lax.scan` (see `Llama.forward`).
   """
+  build_kwargs = dict(personal=personal, dtype=dtype, param_dtype=param_dtype, seed=seed,
+                      unroll_layers=unroll_layers)
   if random_weights:
     from perjax.models.known_configs import KNOWN_CONFIGS
     if name not in KNOWN_CONFIGS:
       raise PerjaxError(f"no built-in architecture for {name!r}; random weights are available "
                         f"for {sorted(KNOWN_CONFIGS)}")
-    return build(KNOWN_CONFIGS[name], None, personal=personal, dtype=dtype,
-                 param_dtype=param_dtype, seed=seed), None
+    return build(KNOWN_CONFIGS[name], None, **build_kwargs), None
   if name.startswith(TINY_PREFIX):
     tokenizer = byte_tokenizer()
     config = tiny_llama_config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                                eos_token_ids=(tokenizer.eos_token_id,),
                                pad_token_id=tokenizer.pad_token_id)
-    return build(config, None, personal=personal, dtype=dtype, param_dtype=param_dtype,
-                 seed=seed), tokenizer
+    return build(config, None, **build_kwargs), tokenizer
   config, weights, tokenizer = read_checkpoint(name, progress)
-  return build(config, weights, personal=personal, dtype=dtype, param_dtype=param_dtype,
-               seed=seed), tokenizer
+  return build(config, weights, **build_kwargs), tokenizer
 
 
 def load(name: str, **kwargs):

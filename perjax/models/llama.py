@@ -19,6 +19,9 @@ from perjax.models.personal import Personal, PersonalConfig, PersonalSlots
 from perjax.models.rope import rope_frequencies, apply_rope
 
 _MASK_VALUE = -1e30
+# Personal parameters are trained, so they keep float32 master values whatever the base's
+# storage dtype (mixed precision: they are cast to the compute dtype where they are used).
+PERSONAL_DTYPE = jnp.float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +115,12 @@ class Llama(nnx.Module):
   """Decoder-only transformer. `model(input_ids)` -> logits `[B, T, V]`."""
 
   def __init__(self, config: LlamaConfig, *, personal: PersonalConfig | None = None,
-               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
+               dtype=jnp.float32, param_dtype=jnp.float32, unroll_layers: bool = False,
+               rngs: nnx.Rngs | None = None):
     rngs = rngs or nnx.Rngs(0)
     self.config = config
     self.dtype = dtype
+    self.unroll_layers = unroll_layers
     c = config
     self.embed = nnx.Param(
         jax.random.normal(rngs.params(), (c.vocab_size, c.hidden_size), param_dtype) * 0.02)
@@ -125,7 +130,7 @@ class Llama(nnx.Module):
         jax.random.normal(rngs.params(), (c.hidden_size, c.vocab_size), param_dtype) * 0.02)
     self.personal = None if personal is None else PersonalSlots(
         personal, num_layers=c.num_layers, hidden_size=c.hidden_size,
-        projection_shapes=projection_shapes(c), param_dtype=param_dtype, rngs=rngs)
+        projection_shapes=projection_shapes(c), param_dtype=PERSONAL_DTYPE, rngs=rngs)
 
   # -- public API ---------------------------------------------------------------------------
   def __call__(self, input_ids, *, group_ids=None, attention_mask=None):
@@ -179,8 +184,9 @@ class Llama(nnx.Module):
 
     `layers` (from `unstacked_layers()`) runs the layers as an unrolled loop over separate
     weight arrays: the fast path for inference. Without it, layers run as one `lax.scan` over
-    the stacked weights (one layer to compile and differentiate: the training path); a cache
-    always takes the unrolled loop.
+    the stacked weights (one layer to compile and differentiate), unless the model was built
+    with `unroll_layers=True` (slower to compile, faster to run on CPU); a cache always takes
+    the unrolled loop.
     """
     c = self.config
     B, T = input_ids.shape
@@ -223,7 +229,7 @@ class Llama(nnx.Module):
                                                      attn_mask, cache_index)
 
     new_cache = None
-    if layers is None and cache is None:
+    if layers is None and cache is None and not self.unroll_layers:
       x, _ = jax.lax.scan(lambda h, xs: (run_layer(h, *xs, None)[0], None), x,
                           (self.layers.arrays(), lora))
     else:
@@ -302,10 +308,27 @@ class Llama(nnx.Module):
 _FUSED_PROJECTIONS = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
 
 
+@jax.custom_vjp
 def _matmul(x, w):
   # Accumulate in float32 and round once: XLA's CPU dot runs bfloat16 inputs with a float32
   # result over twice as fast as with a bfloat16 result (and it is the more accurate one).
   return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype)
+
+
+def _matmul_fwd(x, w):
+  return _matmul(x, w), (x, w)
+
+
+def _matmul_bwd(residuals, grad):
+  # The same form backwards: the automatic transpose would widen the bfloat16 weights to float32.
+  x, w = residuals
+  grad = grad.astype(x.dtype)
+  dx = jnp.dot(grad, w.T.astype(x.dtype), preferred_element_type=jnp.float32).astype(x.dtype)
+  dw = jnp.dot(x.T, grad, preferred_element_type=jnp.float32).astype(w.dtype)
+  return dx, dw
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def _gqa_attention(q, k, v, mask, num_kv_heads):
