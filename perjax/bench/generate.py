@@ -24,7 +24,7 @@ def randomize_lora_b(model, seed: int = 0, scale: float = 0.02) -> None:
 
 
 def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: int,
-                   adapters: int = 0, rank: int = 8, dtype: str = "float32",
+                   adapters: int = 0, rank: int = 8, dtype: str = "bfloat16",
                    random_weights: bool = False,
                    repeats: int = 2) -> dict:
   personal = PersonalConfig(groups=adapters, lora_rank=rank, lora_targets=("q", "v")) \

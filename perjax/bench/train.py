@@ -16,11 +16,13 @@ from perjax.training.step import init_train_state, make_train_step
 
 
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
-                devices: int = 1, dtype: str = "float32", random_weights: bool = False,
-                seed: int = 0, peak_tflops: float = 0.0) -> dict:
+                devices: int = 1, dtype: str = "bfloat16", random_weights: bool = False,
+                seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = True) -> dict:
   personal = PersonalConfig(groups=users, lora_rank=rank, lora_targets=("q", "v"))
-  model, _ = load(model_name, personal=personal, dtype=dtype, progress=False,
-                  random_weights=random_weights, seed=seed)
+  # The frozen base is stored in the compute dtype; the LoRA weights and AdamW moments are
+  # float32 whatever the dtype (mixed precision).
+  model, _ = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype, progress=False,
+                  random_weights=random_weights, seed=seed, unroll_layers=unroll_layers)
   graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
   vocab = min(40000, model.config.vocab_size)
   group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
@@ -46,6 +48,7 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   flops_per_token = training_flops_per_token(model.config, seq)
   result = {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
             "seq": seq, "rank": rank, "devices": devices, "dtype": dtype,
+            "unroll_layers": unroll_layers,
             "random_weights": random_weights, "tokens_per_s": tokens_per_s,
             "compile_s": max(times[0] - steady, 0.0), "loss": loss,
             "backend": jax.default_backend(),

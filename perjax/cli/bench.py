@@ -13,7 +13,8 @@ def register(subparsers):
   g.add_argument("--new-tokens", type=int, default=32)
   g.add_argument("--adapters", type=int, default=0, help="mix this many random LoRA adapters")
   g.add_argument("--rank", type=int, default=8)
-  g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  g.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
+                 help="compute and weight dtype (default bfloat16: SmolLM2's published dtype)")
   g.add_argument("--random-weights", action="store_true",
                  help="the model's architecture with random weights (no download)")
   g.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -29,7 +30,10 @@ def register(subparsers):
   t.add_argument("--devices", type=int, default=1)
   t.add_argument("--peak-tflops", type=float, default=0.0,
                  help="the device's peak TFLOP/s, to report MFU")
-  t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  t.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
+                 help="compute and base-weight dtype; LoRA weights and optimizer stay float32")
+  t.add_argument("--scan-layers", action="store_true",
+                 help="run the layers as one lax.scan (faster compile) instead of unrolled")
   t.add_argument("--random-weights", action="store_true",
                  help="the model's architecture with random weights (no download)")
   t.add_argument("--json", action="store_true")
@@ -72,7 +76,8 @@ def _run_train(args):
                   rank=args.rank, devices=args.devices)
   _print(bench_train(args.model, users=args.users, steps=args.steps, batch=args.batch,
                      seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype,
-                     random_weights=args.random_weights, peak_tflops=args.peak_tflops),
+                     random_weights=args.random_weights, peak_tflops=args.peak_tflops,
+                     unroll_layers=not args.scan_layers),
          args.json)
 
 

@@ -28,6 +28,7 @@ def defaults() -> ConfigDict:
   c.seed = 0
   c.model = "smollm2-135m-instruct"  # a zoo name, a .gguf / HF folder path, or tiny-llama
   c.dtype = "float32"
+  c.unroll_layers = False  # True: faster training steps on CPU, longer compilation
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
   c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+lora)
   c.granularity = "user"

@@ -51,10 +51,10 @@ def load_model(config, personal):
   from perjax.models import decoder_loading
   if config.model.startswith(decoder_loading.TINY_PREFIX):
     return decoder_loading.load_decoder(config.model, personal=personal, dtype=config.dtype,
-                                        seed=config.seed)
+                                        seed=config.seed, unroll_layers=config.unroll_layers)
   llama_config, weights, tokenizer = _read_checkpoint(config.model)
   return decoder_loading.build(llama_config, weights, personal=personal, dtype=config.dtype,
-                               seed=config.seed), tokenizer
+                               seed=config.seed, unroll_layers=config.unroll_layers), tokenizer
 
 
 def subsample(examples, n: int, seed: int):
