@@ -63,8 +63,9 @@ def _generate(graphdef, state, layers, ids, mask, group_ids, rng, *, sampling, e
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
   cache = model.init_cache(B, start + sampling.max_new_tokens)
+  lora = model.gather_lora(group_ids, per_layer=True)  # once: every step uses the same rows
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
-                                cache_index=0, last_logits_only=True, layers=layers)
+                                cache_index=0, last_logits_only=True, layers=layers, lora=lora)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
   out = jnp.full((B, sampling.max_new_tokens), pad_id, jnp.int32)
   eos = jnp.asarray(eos_ids, jnp.int32)
@@ -87,7 +88,8 @@ def _generate(graphdef, state, layers, ids, mask, group_ids, rng, *, sampling, e
     out = out.at[:, i].set(token)
     logits, cache = model.forward(
         token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
-        cache=cache, cache_index=start + i, positions=positions[:, None], layers=layers)
+        cache=cache, cache_index=start + i, positions=positions[:, None], layers=layers,
+        lora=lora)
     return i + 1, logits[:, 0], cache, out, done, positions + 1
 
   done = jnp.zeros((B,), jnp.bool_)

@@ -157,6 +157,16 @@ class Llama(nnx.Module):
             "v": tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)),
             "valid": jnp.zeros((batch, length), jnp.bool_)}
 
+  def gather_lora(self, group_ids, per_layer: bool = False) -> dict | list:
+    """Each row's LoRA adapters in the compute dtype (see `PersonalSlots.gather_lora`);
+    `per_layer=True` splits them into one dict per layer, for the unrolled layer loop."""
+    lora = {} if self.personal is None else \
+        self.personal.gather_lora(jnp.asarray(group_ids), self.dtype)
+    if not per_layer:
+      return lora
+    return [{name: (a[i], b[i]) for name, (a, b) in lora.items()}
+            for i in range(self.config.num_layers)]
+
   def unstacked_layers(self) -> list[dict]:
     """Each layer's weights as separate arrays, for `forward(layers=...)`. Slicing the stacked
     weights inside a jitted program copies them (and, in bfloat16 on CPU, widens them to
@@ -175,7 +185,8 @@ class Llama(nnx.Module):
     return layers
 
   def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
-              positions=None, last_logits_only: bool = False, layers: list | None = None):
+              positions=None, last_logits_only: bool = False, layers: list | None = None,
+              lora: dict | None = None):
     """The full forward pass.
 
     Without a cache: the soft prompt (if any) is prepended and logits for the real tokens are
@@ -186,7 +197,9 @@ class Llama(nnx.Module):
     weight arrays: the fast path for inference. Without it, layers run as one `lax.scan` over
     the stacked weights (one layer to compile and differentiate), unless the model was built
     with `unroll_layers=True` (slower to compile, faster to run on CPU); a cache always takes
-    the unrolled loop.
+    the unrolled loop. `lora`: the rows' adapters from `gather_lora` (per layer for the
+    unrolled loop), when the caller gathered them once for many calls (a decoding loop);
+    gathered here otherwise.
     """
     c = self.config
     B, T = input_ids.shape
@@ -210,7 +223,8 @@ class Llama(nnx.Module):
       mask = jnp.concatenate([jnp.ones((B, n_prefix), jnp.bool_), mask], axis=1)
       positions = jnp.concatenate(
           [jnp.broadcast_to(jnp.arange(n_prefix), (B, n_prefix)), positions], axis=1)
-    lora = self.personal.gather_lora(group_ids, self.dtype) if self.personal is not None else {}
+    if lora is None:
+      lora = self.gather_lora(group_ids)
 
     # A fresh prefill (cache_index 0) attends only among its own tokens, so it never reads
     # the (empty) cache; later calls attend over every valid cached slot.
@@ -237,7 +251,8 @@ class Llama(nnx.Module):
       new_k, new_v = [], []
       for i, p in enumerate(layers):
         kv = None if cache is None else (cache["k"][i], cache["v"][i])
-        lora_l = {name: (a[i], b[i]) for name, (a, b) in lora.items()}
+        lora_l = lora[i] if isinstance(lora, list) else \
+            {name: (a[i], b[i]) for name, (a, b) in lora.items()}
         x, (k, v) = run_layer(x, p, lora_l, kv)
         new_k.append(k)
         new_v.append(v)
