@@ -23,7 +23,7 @@ def run(args):
 
   sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p)
-  model, tokenizer = load(args.model, dtype=args.dtype)
+  model, tokenizer = load(args.model, dtype=args.dtype, param_dtype=args.dtype)
   generator = Generator(model, tokenizer)
   outputs = generator.generate(args.prompt, chat=not args.no_chat, system=args.system,
                                sampling=sampling, seed=args.seed)
