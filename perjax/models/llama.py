@@ -7,6 +7,7 @@ Personal parameters (per-group LoRA, per-group soft prompts) are `Personal` vari
 a group axis `[G, ...]`; each example picks its row by `group_ids`, inside the jitted step.
 """
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -261,9 +262,12 @@ class Llama(nnx.Module):
                      jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
     x = _rms_norm(x, self.final_norm[...], c.rms_norm_eps)
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
-    head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
-    logits = jnp.dot(x, head.astype(self.dtype), preferred_element_type=jnp.float32)
-    return logits, new_cache
+    rows = x.reshape(-1, x.shape[-1])
+    if self.lm_head is None:  # tied: the embedding [V, d] is read in place, never transposed
+      logits = _matmul_f32(rows, self.embed[...].astype(self.dtype), contract_w=1)
+    else:
+      logits = _matmul_f32(rows, self.lm_head[...].astype(self.dtype))
+    return logits.reshape(x.shape[:-1] + (-1,)), new_cache
 
   # -- one layer ----------------------------------------------------------------------------
   def _proj(self, x, p, lora_l, name):
@@ -329,28 +333,32 @@ def _matmul(x, w):
   return _matmul_f32(x, w).astype(x.dtype)
 
 
-@jax.custom_vjp
-def _matmul_f32(x, w):
-  """x @ w with a float32 result, for x and w in the compute dtype."""
-  return jnp.dot(x, w, preferred_element_type=jnp.float32)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul_f32(x, w, contract_w=0):
+  """x [M, K] times w with a float32 result: w is [K, N] (contract_w=0) or [N, K] (1)."""
+  return jax.lax.dot_general(x, w, (((1,), (contract_w,)), ((), ())),
+                             preferred_element_type=jnp.float32)
 
 
-def _matmul_fwd(x, w):
-  return _matmul_f32(x, w), (x, w)
+def _matmul_fwd(x, w, contract_w):
+  return _matmul_f32(x, w, contract_w), (x, w)
 
 
-def _matmul_bwd(residuals, grad):
+def _matmul_bwd(contract_w, residuals, grad):
   # The backward products in the compute dtype too: the automatic transpose would multiply the
-  # float32 cotangent with the weights widened to float32, at half the speed. The products
-  # contract over the weight's output axis in place: an explicit w.T would be a copy (and XLA's
-  # CPU backend transposes bfloat16 through float32).
+  # float32 cotangent with the weights widened to float32, at half the speed. They contract
+  # over the weight's axes in place: an explicit w.T would be a copy (and XLA's CPU backend
+  # transposes bfloat16 through float32).
   x, w = residuals
   grad = grad.astype(x.dtype)
-  dx = jax.lax.dot_general(grad, w, (((1,), (1,)), ((), ())),
+  out_axis = 1 - contract_w
+  dx = jax.lax.dot_general(grad, w, (((1,), (out_axis,)), ((), ())),
                            preferred_element_type=jnp.float32).astype(x.dtype)
-  dw = jax.lax.dot_general(x, grad, (((0,), (0,)), ((), ())),
-                           preferred_element_type=jnp.float32).astype(w.dtype)
-  return dx, dw
+  if contract_w == 0:
+    dw = jax.lax.dot_general(x, grad, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  else:
+    dw = jax.lax.dot_general(grad, x, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return dx, dw.astype(w.dtype)
 
 
 _matmul_f32.defvjp(_matmul_fwd, _matmul_bwd)

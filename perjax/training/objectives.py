@@ -14,8 +14,12 @@ import jax.numpy as jnp
 
 def token_nll(logits, input_ids):
   """Per-position negative log-likelihood of the next token: [B, T-1]."""
-  logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-  return -jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
+  # log p = logit - logsumexp: the [B, T, V] log-softmax (and a sliced copy of the logits)
+  # is never materialised, only the [B, T] normaliser and the picked logits.
+  logits = logits.astype(jnp.float32)
+  normaliser = jax.nn.logsumexp(logits, axis=-1)[:, :-1]
+  picked = jnp.take_along_axis(logits[:, :-1], input_ids[:, 1:, None], axis=-1)[..., 0]
+  return normaliser - picked
 
 
 def sequence_logprobs(model, rows):
