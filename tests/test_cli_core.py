@@ -47,6 +47,17 @@ def test_bench_train_json(capsys):
                       "--steps", "2", "--batch", "2", "--seq", "13", "--rank", "2", "--json")
   result = json.loads(out)
   assert code == 0 and result["users"] == 3 and result["loss"] > 0 and result["tokens_per_s"] > 0
+  assert result["dtype"] == "float32" and not result["unroll_layers"]
+
+
+def test_bench_train_unrolled_bfloat16_gives_a_close_loss(capsys):
+  args = ("bench", "train", "--model", "tiny-llama", "--users", "3", "--steps", "2", "--batch",
+          "2", "--seq", "13", "--rank", "2", "--json")
+  _, out, _ = _run(capsys, *args)
+  code, fast, _ = _run(capsys, *args, "--dtype", "bfloat16", "--unroll-layers")
+  base, fast = json.loads(out), json.loads(fast)
+  assert code == 0 and fast["dtype"] == "bfloat16" and fast["unroll_layers"]
+  assert abs(fast["loss"] - base["loss"]) < 0.02 * base["loss"]
 
 
 def test_bench_train_loss_is_the_same_on_8_fake_devices():

@@ -16,8 +16,8 @@ from perjax.training.step import init_train_state, make_train_step
 
 
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
-                devices: int = 1, dtype: str = "bfloat16", random_weights: bool = False,
-                seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = True) -> dict:
+                devices: int = 1, dtype: str = "float32", random_weights: bool = False,
+                seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = False) -> dict:
   personal = PersonalConfig(groups=users, lora_rank=rank, lora_targets=("q", "v"))
   # The frozen base is stored in the compute dtype; the LoRA weights and AdamW moments are
   # float32 whatever the dtype (mixed precision).
