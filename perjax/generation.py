@@ -134,8 +134,9 @@ class Generator:
       mask[row, P - len(p):] = 1
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
     eos_ids = self.eos_ids or (-1,)
-    out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, jax.random.key(seed),
-                    sampling=sampling, eos_ids=eos_ids, pad_id=int(self.config.pad_token_id))
+    out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids,
+                    jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
+                    pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)
     results = []
     for row in out:

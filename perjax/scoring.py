@@ -65,6 +65,7 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
       ids[row, P - len(p):], mask[row, P - len(p):] = p, 1
     groups = np.zeros((batch_size,), np.int32)
     groups[:len(chunk)] = group_ids[s:s + batch_size]
-    scores = _score(generator.graphdef, generator.state, generator.layers, ids, mask, groups, cont, cont_mask)
+    scores = _score(generator.graphdef, generator.state, generator.layers, ids, mask, groups,
+                    cont, cont_mask)
     out.append(np.asarray(scores)[:len(chunk)])
   return np.concatenate(out)

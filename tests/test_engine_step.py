@@ -40,3 +40,12 @@ def test_mixed_group_generation_equals_each_row_alone():
            for p, g in zip(prompts, groups)]
   assert mixed == alone
   assert mixed[0] != mixed[3]  # same prompt, different groups: the personalization acts
+
+
+def test_token_nll_is_minus_log_softmax_of_the_next_token():
+  rng = np.random.default_rng(3)
+  logits = rng.standard_normal((2, 7, 29)).astype(np.float32) * 4
+  ids = rng.integers(0, 29, (2, 7))
+  logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
+  want = -np.take_along_axis(np.asarray(logp), ids[:, 1:, None], axis=-1)[..., 0]
+  np.testing.assert_allclose(objectives.token_nll(logits, ids), want, rtol=1e-5, atol=1e-6)

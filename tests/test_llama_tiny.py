@@ -90,28 +90,29 @@ def test_logits_ignore_later_tokens():
 
 # -- (d) KV cache -----------------------------------------------------------------------------
 @functools.partial(jax.jit, static_argnums=0)
-def _prefill(graphdef, state, ids, mask, group_ids, cache):
+def _prefill(graphdef, state, ids, mask, group_ids, cache, layers):
   return nnx.merge(graphdef, state).forward(ids, attention_mask=mask, group_ids=group_ids,
-                                            cache=cache, cache_index=0)
+                                            cache=cache, cache_index=0, layers=layers)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _step(graphdef, state, ids, mask, group_ids, cache, index):  # index is traced
+def _step(graphdef, state, ids, mask, group_ids, cache, index, layers):  # index is traced
   return nnx.merge(graphdef, state).forward(ids, attention_mask=mask, group_ids=group_ids,
-                                            cache=cache, cache_index=index)
+                                            cache=cache, cache_index=index, layers=layers)
 
 
-def _cached_logits(model, ids, mask, group_ids, prefill):
-  """Prefill `prefill` tokens into a cache, then feed the rest one token at a time."""
+def _cached_logits(model, ids, mask, group_ids, prefill, layers=None):
+  """Prefill `prefill` tokens into a cache, then feed the rest one token at a time. `layers`:
+  per-layer weights passed in (e.g. fused, as `Generator` does), or None (sliced inside jit)."""
   B, T = ids.shape
   n = model.prefix_len
   graphdef, state = nnx.split(model)
   out, cache = _prefill(graphdef, state, ids[:, :prefill], mask[:, :prefill], group_ids,
-                        model.init_cache(B, n + T))
+                        model.init_cache(B, n + T), layers)
   outs = [np.asarray(out)]
   for t in range(prefill, T):
     out, cache = _step(graphdef, state, ids[:, t:t + 1], mask[:, t:t + 1], group_ids, cache,
-                       jnp.int32(n + t))
+                       jnp.int32(n + t), layers)
     outs.append(np.asarray(out))
   return np.concatenate(outs, axis=1)
 
@@ -140,9 +141,10 @@ def test_cached_decoding_equals_full_forward(overrides, with_personal):
   mask[1, :3] = 0  # one left-padded row
   group_ids = jnp.array([2, 0, 1])
   full = _logits(model, ids, mask, group_ids)
-  cached = _cached_logits(model, ids, mask, group_ids, prefill=4)
   real = mask == 1
-  np.testing.assert_allclose(cached[real], full[real], atol=1e-5)
+  for layers in (None, model.unstacked_layers()):  # unfused, then q|k|v and gate|up fused
+    cached = _cached_logits(model, ids, mask, group_ids, prefill=4, layers=layers)
+    np.testing.assert_allclose(cached[real], full[real], atol=1e-5)
 
 
 # -- (e) personal slots -----------------------------------------------------------------------

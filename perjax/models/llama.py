@@ -149,8 +149,8 @@ class Llama(nnx.Module):
 
   def init_cache(self, batch: int, length: int, dtype=None) -> dict:
     """An empty KV cache for `length` slots (the soft-prompt prefix included): one `[B, KV, S,
-    D]` array per layer. It stays float32 under bfloat16 compute: XLA's CPU backend widens
-    bfloat16 in-place updates to float32 copies of the whole buffer."""
+    D]` array per layer, in the compute dtype unless `dtype` is given. (A float32 cache under
+    bfloat16 compute made XLA's CPU backend copy it at every decoding step.)"""
     c = self.config
     shape = (batch, c.num_kv_heads, length, c.head_dim)
     dtype = dtype or self.dtype
@@ -163,12 +163,9 @@ class Llama(nnx.Module):
     `per_layer=True` splits them into one dict per layer, for the unrolled layer loop."""
     lora = {} if self.personal is None else \
         self.personal.gather_lora(jnp.asarray(group_ids), self.dtype)
-    if not per_layer:
-      return lora
-    return [{name: (a[i], b[i]) for name, (a, b) in lora.items()}
-            for i in range(self.config.num_layers)]
+    return _split_layers(lora, self.config.num_layers) if per_layer else lora
 
-  def unstacked_layers(self) -> list[dict]:
+  def unstacked_layers(self, fuse: bool = True) -> list[dict]:
     """Each layer's weights as separate arrays, for `forward(layers=...)`. Slicing the stacked
     weights inside a jitted program copies them (and, in bfloat16 on CPU, widens them to
     float32 first), which dominated decoding; slicing once outside jit avoids it."""
@@ -176,9 +173,10 @@ class Llama(nnx.Module):
     layers = []
     for i in range(self.config.num_layers):
       p = {name: w[i] for name, w in stacked.items()}
-      # Projections reading the same input run as one wider matmul, which XLA spreads over
-      # all cores; LoRA deltas are added to each part after the split.
-      for fused, parts in _FUSED_PROJECTIONS.items():
+      # `fuse`: projections reading the same input become one wider matmul (fewer, larger
+      # products decode faster on CPU); LoRA deltas are added to each part after the split.
+      # Inside a jitted step the concatenation would be a copy per call, so it is skipped there.
+      for fused, parts in (_FUSED_PROJECTIONS.items() if fuse else ()):
         p[fused] = jnp.concatenate([p.pop(name) for name in parts], axis=1)
         if all(name + "_bias" in p for name in parts):
           p[fused + "_bias"] = jnp.concatenate([p.pop(name + "_bias") for name in parts])
@@ -248,12 +246,11 @@ class Llama(nnx.Module):
       x, _ = jax.lax.scan(lambda h, xs: (run_layer(h, *xs, None)[0], None), x,
                           (self.layers.arrays(), lora))
     else:
-      layers = layers if layers is not None else self.unstacked_layers()
+      layers = layers if layers is not None else self.unstacked_layers(fuse=False)
+      lora = lora if isinstance(lora, list) else _split_layers(lora, c.num_layers)
       new_k, new_v = [], []
-      for i, p in enumerate(layers):
+      for i, (p, lora_l) in enumerate(zip(layers, lora)):
         kv = None if cache is None else (cache["k"][i], cache["v"][i])
-        lora_l = lora[i] if isinstance(lora, list) else \
-            {name: (a[i], b[i]) for name, (a, b) in lora.items()}
         x, (k, v) = run_layer(x, p, lora_l, kv)
         new_k.append(k)
         new_v.append(v)
@@ -325,6 +322,11 @@ class Llama(nnx.Module):
 
 
 _FUSED_PROJECTIONS = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
+
+
+def _split_layers(lora: dict, num_layers: int) -> list[dict]:
+  """Layer-major adapters {name: (a [L, ...], b [L, ...])} as one {name: (a, b)} per layer."""
+  return [{name: (a[i], b[i]) for name, (a, b) in lora.items()} for i in range(num_layers)]
 
 
 def _matmul(x, w):
