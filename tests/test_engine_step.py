@@ -1,5 +1,6 @@
 """The train step compiles once and donates its state; mixed-group generation."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from engine_tiny import batch, examples, tiny_model, trainer, OPTIMIZERS
@@ -49,3 +50,19 @@ def test_token_nll_is_minus_log_softmax_of_the_next_token():
   logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
   want = -np.take_along_axis(np.asarray(logp), ids[:, 1:, None], axis=-1)[..., 0]
   np.testing.assert_allclose(objectives.token_nll(logits, ids), want, rtol=1e-5, atol=1e-6)
+
+
+def test_token_nll_gradient_equals_autodiff_of_log_softmax():
+  rng = np.random.default_rng(4)
+  logits = jnp.asarray(rng.standard_normal((3, 6, 31)).astype(np.float32) * 3)
+  ids = jnp.asarray(rng.integers(0, 31, (3, 6)))
+  weights = jnp.asarray(rng.uniform(size=(3, 5)).astype(np.float32))
+
+  def reference(x):
+    logp = jax.nn.log_softmax(x[:, :-1], axis=-1)
+    return -jnp.sum(jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0] * weights)
+
+  got = jax.grad(lambda x: jnp.sum(objectives.token_nll(x, ids) * weights))(logits)
+  want = jax.grad(reference)(logits)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert np.all(np.asarray(got)[:, -1] == 0)  # the last position predicts nothing

@@ -241,17 +241,42 @@ def test_unrolled_layers_equal_the_layer_scan_in_logits_and_lora_gradients():
   assert any(np.abs(w).max() > 1e-3 for w in jax.tree.leaves(want))  # the check has teeth
 
 
+@pytest.mark.parametrize("contract_w", [0, 1])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_matmul_gradients_match_plain_autodiff(dtype):
-  from perjax.models.llama import _matmul
+def test_matmul_gradients_match_plain_autodiff(dtype, contract_w):
+  from perjax.models.llama import _matmul_f32
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((7, 11)), dtype)
-  w = jnp.asarray(rng.standard_normal((11, 5)), dtype)
+  w = jnp.asarray(rng.standard_normal((11, 5) if contract_w == 0 else (5, 11)), dtype)
   ct = jnp.asarray(rng.standard_normal((7, 5)), jnp.float32)
-  f = lambda fn: lambda x, w: jnp.sum(fn(x, w).astype(jnp.float32) * ct)
-  plain = lambda x, w: jnp.dot(x.astype(jnp.float32), w.astype(jnp.float32)).astype(x.dtype)
+  f = lambda fn: lambda x, w: jnp.sum(fn(x, w) * ct)
+  mine = lambda x, w: _matmul_f32(x, w, contract_w)
+  plain = lambda x, w: jnp.dot(x.astype(jnp.float32),
+                               (w if contract_w == 0 else w.T).astype(jnp.float32))
+  np.testing.assert_allclose(mine(x, w), plain(x, w), rtol=1e-5, atol=1e-5)
   tol = 1e-5 if dtype == jnp.float32 else 0.05
-  for got, want in zip(jax.grad(f(_matmul), (0, 1))(x, w), jax.grad(f(plain), (0, 1))(x, w)):
+  for got, want in zip(jax.grad(f(mine), (0, 1))(x, w), jax.grad(f(plain), (0, 1))(x, w)):
+    assert got.dtype == dtype
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("spec", ["bkqd,bksd->bkqs", "bkqs,bksd->bkqd"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batched_einsum_gradients_match_plain_autodiff(dtype, spec):
+  from perjax.models.llama import _einsum_f32
+  rng = np.random.default_rng(1)
+  sizes = dict(b=2, k=3, q=5, s=7, d=4)
+  (a_spec, b_spec), out = spec.split("->")[0].split(","), spec.split("->")[1]
+  a, b = (jnp.asarray(rng.standard_normal([sizes[i] for i in t]), dtype) for t in (a_spec, b_spec))
+  ct = jnp.asarray(rng.standard_normal([sizes[i] for i in out]), jnp.float32)
+  plain = lambda a, b: jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32))
+  mine = lambda a, b: _einsum_f32(spec, a, b)
+  assert mine(a, b).dtype == jnp.float32
+  np.testing.assert_allclose(mine(a, b), plain(a, b), rtol=1e-5, atol=1e-5)
+  tol = 1e-5 if dtype == jnp.float32 else 0.05
+  f = lambda fn: lambda a, b: jnp.sum(fn(a, b) * ct)
+  for got, want in zip(jax.grad(f(mine), (0, 1))(a, b), jax.grad(f(plain), (0, 1))(a, b)):
     assert got.dtype == dtype
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
                                rtol=tol, atol=tol)

@@ -96,3 +96,14 @@ def test_scores_depend_only_on_relative_position(scaling):
     for shift in (1, 29, 250):
       assert score(m + shift, n + shift) == pytest.approx(ref, rel=1e-4, abs=1e-4)
   assert abs(score(5, 2) - score(6, 2)) > 1e-3  # and it does depend on the offset
+
+
+def test_table_lookup_inside_jit_and_outside_the_table_is_nan():
+  import jax
+  positions = jnp.array([[0, 3, 6]])
+  want = rope_frequencies(np.array([[0, 3, 6]]), 14, 10000.0)  # the table sized to fit
+  got = jax.jit(lambda p: rope_frequencies(p, 14, 10000.0, length=7))(positions)
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+  cos, sin = rope_frequencies(positions, 14, 10000.0, length=6)  # position 6 is outside
+  assert np.isnan(np.asarray(cos)[0, 2]).all() and np.isfinite(np.asarray(cos)[0, :2]).all()

@@ -159,11 +159,12 @@ class Llama(nnx.Module):
             "valid": jnp.zeros((batch, length), jnp.bool_)}
 
   def gather_lora(self, group_ids, per_layer: bool = False) -> dict | list:
-    """Each row's LoRA adapters in the compute dtype (see `PersonalSlots.gather_lora`);
-    `per_layer=True` splits them into one dict per layer, for the unrolled layer loop."""
-    lora = {} if self.personal is None else \
-        self.personal.gather_lora(jnp.asarray(group_ids), self.dtype)
-    return _split_layers(lora, self.config.num_layers) if per_layer else lora
+    """Each row's LoRA adapters in the compute dtype (see `PersonalSlots.gather_lora`): stacked
+    on the layer axis for the layer scan, or `per_layer=True` one dict per layer, for the
+    unrolled layer loop."""
+    if self.personal is None:
+      return [{} for _ in range(self.config.num_layers)] if per_layer else {}
+    return self.personal.gather_lora(jnp.asarray(group_ids), self.dtype, per_layer=per_layer)
 
   def unstacked_layers(self, fuse: bool = True) -> list[dict]:
     """Each layer's weights as separate arrays, for `forward(layers=...)`. Slicing the stacked
@@ -222,8 +223,9 @@ class Llama(nnx.Module):
       mask = jnp.concatenate([jnp.ones((B, n_prefix), jnp.bool_), mask], axis=1)
       positions = jnp.concatenate(
           [jnp.broadcast_to(jnp.arange(n_prefix), (B, n_prefix)), positions], axis=1)
+    unrolled = layers is not None or cache is not None or self.unroll_layers
     if lora is None:
-      lora = self.gather_lora(group_ids)
+      lora = self.gather_lora(group_ids, per_layer=unrolled)
 
     # A fresh prefill (cache_index 0) attends only among its own tokens, so it never reads
     # the (empty) cache; later calls attend over every valid cached slot.
@@ -237,12 +239,14 @@ class Llama(nnx.Module):
       kv_slots = jnp.arange(kv_valid.shape[1])
     # [B, Tq, S]: causal over slots, and never attend to padding.
     attn_mask = (kv_slots[None, None, :] <= q_slots[None, :, None]) & kv_valid[:, None, :]
-    cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling)
+    # Every position is below the number of slots this call can see (its own, or the cache's).
+    cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling,
+                                length=kv_valid.shape[1])
     run_layer = lambda h, p, lora_l, kv: self._layer(h, p, lora_l, kv, fresh, cos, sin,
                                                      attn_mask, cache_index)
 
     new_cache = None
-    if layers is None and cache is None and not self.unroll_layers:
+    if not unrolled:
       x, _ = jax.lax.scan(lambda h, xs: (run_layer(h, *xs, None)[0], None), x,
                           (self.layers.arrays(), lora))
     else:
@@ -366,6 +370,32 @@ def _matmul_bwd(contract_w, residuals, grad):
 _matmul_f32.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _einsum_f32(spec, a, b):
+  """A two-operand einsum with a float32 result, for specs where each index appears in exactly
+  two of the three terms or in all three (batched matmuls). Like `_matmul_f32`, its backward
+  products take the inputs' dtype and accumulate in float32: autodiff would multiply the
+  float32 cotangent with the operands widened to float32 (slow batched dots on CPU)."""
+  return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
+def _einsum_fwd(spec, a, b):
+  return _einsum_f32(spec, a, b), (a, b)
+
+
+def _einsum_bwd(spec, residuals, grad):
+  a, b = residuals
+  inputs, out = spec.split("->")
+  a_spec, b_spec = inputs.split(",")
+  grad = grad.astype(a.dtype)
+  da = jnp.einsum(f"{out},{b_spec}->{a_spec}", grad, b, preferred_element_type=jnp.float32)
+  db = jnp.einsum(f"{a_spec},{out}->{b_spec}", a, grad, preferred_element_type=jnp.float32)
+  return da.astype(a.dtype), db.astype(b.dtype)
+
+
+_einsum_f32.defvjp(_einsum_fwd, _einsum_bwd)
+
+
 def _gqa_attention(q, k, v, mask, num_kv_heads):
   """Grouped-query attention: q [B,T,H,D], k/v [B,KV,S,D], mask [B,T,S] -> [B,T,H,D]."""
   B, T, H, D = q.shape
@@ -374,12 +404,12 @@ def _gqa_attention(q, k, v, mask, num_kv_heads):
   # Heads sharing a KV head are stacked along the query axis: one [G*T, D] x [D, S] matmul
   # per (batch, kv head), which XLA runs about twice as fast as a 5-D einsum.
   q = q.reshape(B, T, K, G, D).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, D)
-  scores = jnp.einsum("bkqd,bksd->bkqs", q, k, preferred_element_type=jnp.float32)
+  scores = _einsum_f32("bkqd,bksd->bkqs", q, k)
   scores = scores / math.sqrt(D)
   mask = jnp.broadcast_to(mask[:, None, None], (B, 1, G, T, S)).reshape(B, 1, G * T, S)
   scores = jnp.where(mask, scores, _MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkqs,bksd->bkqd", probs, v, preferred_element_type=jnp.float32)
+  out = _einsum_f32("bkqs,bksd->bkqd", probs, v)
   out = out.astype(v.dtype)
   return out.reshape(B, K, G, T, D).transpose(0, 3, 1, 2, 4).reshape(B, T, H, D)
 

@@ -57,12 +57,22 @@ class PersonalSlots(nnx.Module):
       self.prompt = Personal(
           jax.random.normal(rngs.params(), (G, config.prompt_len, hidden_size), param_dtype) * 0.02)
 
-  def gather_lora(self, group_ids, dtype) -> dict:
-    """Each example's adapters, layer-major for the layer scan: {name: (a [L,B,din,r], b [L,B,r,dout])}."""
-    out = {}
+  def gather_lora(self, group_ids, dtype, per_layer: bool = False) -> dict | list[dict]:
+    """Each example's adapters in `dtype`, the scale folded into b: layer-major for the layer
+    scan, {name: (a [L, B, din, r], b [L, B, r, dout])}, or with `per_layer` one {name: (a [B,
+    din, r], b [B, r, dout])} per layer, for an unrolled layer loop. Per layer, each layer's
+    slice of the table is gathered on its own: the gradient then flows back into `[G, ...]`
+    slices, never through a `[B, L, ...]` stack of every row's adapters."""
     scale = self.config.lora_scale
-    for name in self.targets:
-      a = getattr(self, f"lora_{name}_a")[...][group_ids].astype(dtype)
-      b = getattr(self, f"lora_{name}_b")[...][group_ids].astype(dtype) * scale
+    tables = {name: (getattr(self, f"lora_{name}_a")[...], getattr(self, f"lora_{name}_b")[...])
+              for name in self.targets}
+    pick = lambda a, b: (a[group_ids].astype(dtype), b[group_ids].astype(dtype) * scale)
+    if per_layer:
+      num_layers = next(iter(tables.values()))[0].shape[1] if tables else 0
+      return [{name: pick(a[:, i], b[:, i]) for name, (a, b) in tables.items()}
+              for i in range(num_layers)]
+    out = {}
+    for name, (a, b) in tables.items():
+      a, b = pick(a, b)
       out[name] = (jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1))
     return out

@@ -14,12 +14,42 @@ import jax.numpy as jnp
 
 def token_nll(logits, input_ids):
   """Per-position negative log-likelihood of the next token: [B, T-1]."""
-  # log p = logit - logsumexp: the [B, T, V] log-softmax (and a sliced copy of the logits)
-  # is never materialised, only the [B, T] normaliser and the picked logits.
+  B, T, V = logits.shape
+  # Every position is scored against the next token (the last against a dummy, dropped after),
+  # so the [B, T, V] logits are never sliced into a copy.
+  targets = jnp.concatenate([input_ids[:, 1:], jnp.zeros((B, 1), input_ids.dtype)], axis=1)
+  nll = _cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T))
+  return nll.reshape(B, T)[:, :-1]
+
+
+@jax.custom_vjp
+def _cross_entropy(logits, labels):
+  """-log softmax(logits)[label] per row, as logsumexp - picked logit (float32)."""
+  return _cross_entropy_fwd(logits, labels)[0]
+
+
+def _cross_entropy_fwd(logits, labels):
   logits = logits.astype(jnp.float32)
-  normaliser = jax.nn.logsumexp(logits, axis=-1)[:, :-1]
-  picked = jnp.take_along_axis(logits[:, :-1], input_ids[:, 1:, None], axis=-1)[..., 0]
-  return normaliser - picked
+  peak = jnp.max(logits, axis=-1, keepdims=True)
+  # The sum of exponentials as a product with a ones vector: XLA's CPU backend runs this row
+  # reduction over the vocabulary about twice as fast as a dot than as a reduce.
+  total = jax.lax.dot_general(jnp.exp(logits - peak), jnp.ones((logits.shape[-1], 1), jnp.float32),
+                              (((1,), (0,)), ((), ())), precision=jax.lax.Precision.HIGHEST)
+  normaliser = (jnp.log(total) + peak)[:, 0]
+  picked = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+  return normaliser - picked, (logits, normaliser, labels)
+
+
+def _cross_entropy_bwd(residuals, grad):
+  # d/dlogits = (softmax - one_hot(label)) * grad, in one pass over the logits: autodiff would
+  # also materialise a zero [N, V] array to scatter the picked logits' gradient into.
+  logits, normaliser, labels = residuals
+  one_hot = labels[:, None] == jnp.arange(logits.shape[-1])[None, :]
+  dlogits = (jnp.exp(logits - normaliser[:, None]) - one_hot) * grad[:, None]
+  return dlogits, None
+
+
+_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
 def sequence_logprobs(model, rows):
