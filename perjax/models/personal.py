@@ -45,6 +45,7 @@ class PersonalSlots(nnx.Module):
       raise ConfigError(f"unknown LoRA target(s) {sorted(unknown)}; "
                         f"choose from {sorted(projection_shapes)}")
     self.config = config
+    self.num_layers = num_layers
     G, L, r = config.groups, num_layers, config.lora_rank
     self.targets = tuple(config.lora_targets) if r else ()
     for name in self.targets:
@@ -68,9 +69,8 @@ class PersonalSlots(nnx.Module):
               for name in self.targets}
     pick = lambda a, b: (a[group_ids].astype(dtype), b[group_ids].astype(dtype) * scale)
     if per_layer:
-      num_layers = next(iter(tables.values()))[0].shape[1] if tables else 0
       return [{name: pick(a[:, i], b[:, i]) for name, (a, b) in tables.items()}
-              for i in range(num_layers)]
+              for i in range(self.num_layers)]
     out = {}
     for name, (a, b) in tables.items():
       a, b = pick(a, b)
