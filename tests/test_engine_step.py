@@ -66,3 +66,7 @@ def test_token_nll_gradient_equals_autodiff_of_log_softmax():
   want = jax.grad(reference)(logits)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   assert np.all(np.asarray(got)[:, -1] == 0)  # the last position predicts nothing
+  half = jax.grad(lambda x: jnp.sum(objectives.token_nll(x, ids) * weights))(
+      logits.astype(jnp.bfloat16))  # bf16 logits are widened first; the gradient comes back bf16
+  assert half.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(half, np.float32), want, atol=0.02)

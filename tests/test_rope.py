@@ -107,3 +107,9 @@ def test_table_lookup_inside_jit_and_outside_the_table_is_nan():
     np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
   cos, sin = rope_frequencies(positions, 14, 10000.0, length=6)  # position 6 is outside
   assert np.isnan(np.asarray(cos)[0, 2]).all() and np.isfinite(np.asarray(cos)[0, :2]).all()
+
+
+def test_traced_positions_without_length_name_the_problem():
+  import jax
+  with pytest.raises(ValueError, match="pass `length`"):
+    jax.jit(lambda p: rope_frequencies(p, 14, 10000.0))(jnp.array([[0, 1]]))

@@ -251,7 +251,6 @@ class Llama(nnx.Module):
                           (self.layers.arrays(), lora))
     else:
       layers = layers if layers is not None else self.unstacked_layers(fuse=False)
-      lora = lora if isinstance(lora, list) else _split_layers(lora, c.num_layers)
       new_k, new_v = [], []
       for i, (p, lora_l) in enumerate(zip(layers, lora)):
         kv = None if cache is None else (cache["k"][i], cache["v"][i])
@@ -326,11 +325,6 @@ class Llama(nnx.Module):
 
 
 _FUSED_PROJECTIONS = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
-
-
-def _split_layers(lora: dict, num_layers: int) -> list[dict]:
-  """Layer-major adapters {name: (a [L, ...], b [L, ...])} as one {name: (a, b)} per layer."""
-  return [{name: (a[i], b[i]) for name, (a, b) in lora.items()} for i in range(num_layers)]
 
 
 def _matmul(x, w):

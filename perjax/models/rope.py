@@ -1,6 +1,7 @@
 """Rotary position embeddings (Hugging Face "rotate half" layout), with Llama-3 scaling."""
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -8,7 +9,7 @@ import numpy as np
 def inverse_frequencies(head_dim: int, theta: float, scaling: tuple | None = None) -> np.ndarray:
   """The rotation speed of each (i, i + D/2) pair, float32 [D/2] (a constant of the model)."""
   inv = (1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)))
-  inv = inv.astype(np.float32)
+  inv = inv.astype(np.float32)  # float32 throughout, like the reference implementations
   if scaling:
     inv = _llama3_scale(inv, dict(scaling)).astype(np.float32)
   return inv
@@ -39,6 +40,9 @@ def rope_frequencies(positions, head_dim: int, theta: float, scaling: tuple | No
   roughly doubled the time of the RoPE fusions in a CPU training step).
   """
   if length is None:
+    if isinstance(positions, jax.core.Tracer):
+      raise ValueError("rope_frequencies: pass `length` (the number of slots) for positions "
+                       "computed inside a jitted program")
     length = int(np.max(np.asarray(positions))) + 1
   angles = np.arange(length, dtype=np.float32)[:, None] * inverse_frequencies(head_dim, theta,
                                                                               scaling)
@@ -54,7 +58,7 @@ def apply_rope(x, cos, sin):
   size-2 axis and the sign is folded into sin, so no slices are concatenated."""
   B, T, H, D = x.shape
   swapped = jnp.flip(x.reshape(B, T, H, 2, D // 2), axis=3).reshape(B, T, H, D)
-  sign = jnp.concatenate([-jnp.ones(D // 2, jnp.float32), jnp.ones(D // 2, jnp.float32)])
+  sign = np.repeat(np.array([-1.0, 1.0], np.float32), D // 2)
   out = (x.astype(jnp.float32) * cos[:, :, None, :]
          + swapped.astype(jnp.float32) * (sin * sign)[:, :, None, :])
   return out.astype(x.dtype)
