@@ -21,7 +21,7 @@ def get_config(arg=None):
   c.data.name = "dsp-preferences"
   # held-out queries, every domain in every split; each d response is paired with all others
   c.data.params = dict(split="query", seed=0, rejected="others")
-  c.dpo.update(beta=0.1, rank=8)
+  c.methods.dpo.update(beta=0.1, rank=8)
   # median response ~150 tokens, 90th percentile ~300: longer ones are cut after the prompt
   c.train.update(steps=200, batch_size=8, seq_len=320, lr=1e-3, checkpoint_every=50)
   c.eval.update(batch_size=16)  # rows per scoring batch
@@ -30,7 +30,7 @@ def get_config(arg=None):
     c.data.params.update(max_queries=60)
     c.data.max_train, c.data.max_test = 0, 48
     c.train.update(steps=16, batch_size=4, seq_len=192, lr=1e-2, checkpoint_every=8)
-    c.dpo.rank = 4
+    c.methods.dpo.rank = 4
   return c
 
 

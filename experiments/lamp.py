@@ -23,15 +23,15 @@ def get_config(arg=None):
   c.data.params = dict(path=arg.path or None, prefix=arg.prefix)
   c.eval.split = "dev"  # LaMP's test golds are withheld
   c.prompt.system = "Follow the instruction. Answer briefly."
-  c.rag.k = 4
-  c.persona.use_labels = False
-  c.persona.clusters = 8
+  c.methods.rag.k = 4
+  c.granularities.persona.use_labels = False
+  c.granularities.persona.clusters = 8
   c.train.update(steps=300, batch_size=8, seq_len=256, lr=1e-3, checkpoint_every=100)
   c.eval.update(batch_size=16, max_new_tokens=32)
 
   if arg.smoke:
     c.data.max_train, c.data.max_test = 16, 8
-    c.persona.clusters = 2
+    c.granularities.persona.clusters = 2
     c.train.update(steps=4, batch_size=2, seq_len=192, checkpoint_every=2)
     c.eval.max_new_tokens = 16
   return c

@@ -20,9 +20,9 @@ def get_config(arg=None):
                        max_profile=32)
   c.prompt.system = "You predict a user's movie ratings. Answer with one number from 1 to 5."
   c.prompt.suffix = "\nHow many stars (1-5) does this user give this movie?\nstars:"
-  c.rag.k = 6
-  c.persona.use_labels = False
-  c.persona.clusters = 8
+  c.methods.rag.k = 6
+  c.granularities.persona.use_labels = False
+  c.granularities.persona.clusters = 8
   c.train.update(steps=300, batch_size=8, seq_len=128, lr=1e-3, checkpoint_every=100)
   c.eval.update(batch_size=32, max_new_tokens=4)
   c.data.max_test = 500
@@ -30,7 +30,7 @@ def get_config(arg=None):
   if arg.smoke:
     c.data.params.update(max_users=8, max_ratings_per_user=24)
     c.data.max_train, c.data.max_test = 64, 32
-    c.persona.clusters = 3
+    c.granularities.persona.clusters = 3
     c.train.update(steps=8, batch_size=4, seq_len=96, checkpoint_every=4)
   return c
 

@@ -26,17 +26,17 @@ def get_config(arg=None):
   c.prompt.system = "You tag movies for a user. Answer with one tag from: {labels}."
   c.prompt.suffix = "\nWhich tag does this user give this movie?\ntag:"
   c.predict.mode = "label_likelihood"
-  c.rag.k = 8
-  c.lora.rank = 8
-  c.persona.use_labels = False  # no persona labels: cluster users' profiles
-  c.persona.clusters = 4
+  c.methods.rag.k = 8
+  c.methods.lora.rank = 8
+  c.granularities.persona.use_labels = False  # no persona labels: cluster users' profiles
+  c.granularities.persona.clusters = 4
   # ~3 s a step on 2 CPU cores; few steps need a large learning rate (as in quickstart).
   c.train.update(steps=24, batch_size=4, seq_len=96, lr=1e-2, checkpoint_every=12)
   c.eval.update(batch_size=40)  # [prompt + label] rows per scoring batch
 
   if arg.smoke:
     c.data.max_train, c.data.max_test = 64, 16
-    c.persona.clusters = 3
+    c.granularities.persona.clusters = 3
     c.train.update(steps=8, batch_size=4, checkpoint_every=4)
   return c
 

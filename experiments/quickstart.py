@@ -27,9 +27,9 @@ def get_config(arg=None):
   c.prompt.suffix = "\nchoice:"
   # Dense retrieval: the question lists every option, and BM25 weighs those words like the
   # topic, so it retrieves the same-topic picks less often than MiniLM does.
-  c.rag.update(retriever="dense", k=4)
-  c.soft_prompt.length = 8
-  c.lora.rank = 4
+  c.methods.rag.update(retriever="dense", k=4)
+  c.methods.soft_prompt.length = 8
+  c.methods.lora.rank = 4
   c.train.update(steps=200, batch_size=8, seq_len=96, lr=3e-3, checkpoint_every=50)
   # Enough tokens for "The user's answer is red." so the baseline is not cut off mid-answer.
   c.eval.update(batch_size=32, max_new_tokens=8)

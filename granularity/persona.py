@@ -3,14 +3,17 @@
 Where every training example carries a persona label (and `persona.use_labels`), a persona is a
 label, and users with a label never seen in training fall back to an extra group. Otherwise users
 are clustered: k-means (seeded, numpy) over the mean sentence embedding of their profile items,
-with K = `persona.clusters`; a new user joins the nearest centroid. Prompting pools the profiles
-of the user's persona.
+with K = `granularities.persona.clusters`; a new user joins the nearest centroid. Prompting
+pools the profiles of the user's persona (the user's own included).
 """
 import numpy as np
 
 from perjax.errors import ConfigError
-from perjax.grouping import Grouping, Groups, fallback_to, register
+from perjax.grouping import Grouping, Groups, PoolPolicy, fallback_to, register
 from perjax.taxonomy import Granularity
+
+CLUSTER_POOL = PoolPolicy(key=lambda example, group: group,
+                          header=lambda key: "Past items of this user and similar users")
 
 
 def _by_labels(train) -> Groups:
@@ -21,7 +24,12 @@ def _by_labels(train) -> Groups:
   def unseen(examples):  # a new user of a known persona still gets that persona's group
     return {e.user_id: index.get(e.persona_id, fallback) for e in examples}
 
-  return Groups(num_groups=len(personas) + 1, pool_by=Granularity.PERSONA,
+  # Users of personas never seen in training share the fallback group's parameters, but each
+  # persona keeps its own pool.
+  pool = PoolPolicy(
+      key=lambda example, group: group if group != fallback else ("new", example.persona_id),
+      header=lambda key: "Past items of users with this user's persona")
+  return Groups(num_groups=len(personas) + 1, pool=pool,
                 known={e.user_id: index[e.persona_id] for e in train}, assign_unseen=unseen,
                 names=tuple(personas) + ("<unseen>",))
 
@@ -86,7 +94,7 @@ def _by_clusters(train, ctx) -> Groups:
     out.update(zip(new_users, nearest(y, centroids).tolist()) if new_users else {})
     return out
 
-  return Groups(num_groups=k, pool_by=Granularity.PERSONA, known=known, assign_unseen=unseen,
+  return Groups(num_groups=k, pool=CLUSTER_POOL, known=known, assign_unseen=unseen,
                 names=tuple(f"cluster{j}" for j in range(k)))
 
 

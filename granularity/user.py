@@ -4,14 +4,18 @@ The fallback row of personal parameters is never trained, so an unseen user gets
 untrained default (zero LoRA update; the initial soft prompt). Prompting pools the user's own
 profile.
 """
-from perjax.grouping import Grouping, Groups, fallback_to, register
+from perjax.grouping import Grouping, Groups, PoolPolicy, fallback_to, register
 from perjax.taxonomy import Granularity
+
+# Keyed by user, not group: unseen users share the fallback group but not their items.
+POOL = PoolPolicy(key=lambda example, group: example.user_id,
+                  header=lambda key: "Past items of this user")
 
 
 def fit(train, ctx) -> Groups:
   users = sorted({e.user_id for e in train})
   known = {u: g for g, u in enumerate(users)}
-  return Groups(num_groups=len(users) + 1, pool_by=Granularity.USER, known=known,
+  return Groups(num_groups=len(users) + 1, pool=POOL, known=known,
                 assign_unseen=fallback_to(len(users)), names=tuple(users) + ("<unseen>",))
 
 

@@ -1,14 +1,11 @@
-"""Retrieval-augmented prompting (LaMP): the top-k profile items of the granularity's pool,
-listed before the input. The pool is the user's own profile (user), the pooled profiles of the
-user's persona (persona), or everyone's (global)."""
+"""Retrieval-augmented prompting (LaMP): the top-k items of the example's pool, listed before
+the input under a header saying what the pool holds. The granularity decides the pool: the
+user's own profile (user), the pooled profiles of the user's persona (persona), or everyone's
+(global); the no-leak rule hides the user's own items outside the example's profile."""
 from perjax.method import Method, register
 from perjax.registry import MethodInfo
 from perjax.retrieval import retrieve
 from perjax.taxonomy import Granularity, Technique
-
-_HEADERS = {Granularity.USER: "Past items of this user",
-            Granularity.PERSONA: "Past items of users like this one",
-            Granularity.GLOBAL: "Past items of other users"}
 
 
 def render(item) -> str:
@@ -19,13 +16,12 @@ def prompt(examples, prompts, ctx):
   name = ctx.options["retriever"]
   extra = {"encoder": ctx.encoder()} if name == "dense" else (
       {"seed": ctx.seed} if name == "random" else {})
-  retrieved = retrieve(examples, pool_by=ctx.pool_by, retriever=name, k=int(ctx.options["k"]),
-                       persona_of=ctx.persona_of, **extra)
+  retrieved = retrieve(examples, name, int(ctx.options["k"]), pools=ctx.pools, **extra)
   out = []
-  for text, items in zip(prompts, retrieved):
+  for example, text, items in zip(examples, prompts, retrieved):
     if items:
       listing = "\n".join(f"- {render(it)}" for it in items)
-      text = f"{_HEADERS[ctx.pool_by]}:\n{listing}\n\n{text}"
+      text = f"{ctx.pool_header(example)}:\n{listing}\n\n{text}"
     out.append(text)
   return out
 

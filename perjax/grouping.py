@@ -2,15 +2,16 @@
 
 A granularity plugin (one file in `granularity/`) registers a `Grouping` whose `fit` sees the
 training examples and returns `Groups`. Parameter methods keep one row of personal parameters
-per group; prompting methods retrieve from the group's pool (`pool_by`).
+per group; prompting methods draw profile items from the pool the grouping's `PoolPolicy` puts
+an example in (`perjax.pools`).
 """
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from perjax.data.schema import PersonalizedExample
-from perjax.registry import GRANULARITIES
+from perjax.data.schema import PersonalizedExample, ProfileItem
+from perjax.registry import GRANULARITIES, calling_module
 from perjax.taxonomy import Granularity
 
 
@@ -22,16 +23,34 @@ class GroupingContext:
   encoder: Callable[[], Any] | None = None  # lazily loads the configured sentence encoder
 
 
+def oldest_first(item: ProfileItem, owner: str):
+  """The default pool order: by item time (items without one first), else as collected."""
+  return item.time if item.time is not None else float("-inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolPolicy:
+  """How a grouping pools profile items for prompting methods.
+
+  key(example, group) -> the pool the example draws from; examples with equal keys share one
+  pool (indexed once for retrieval). header(key) -> what the pool holds, in words a prompt can
+  show. order(item, owner) -> sort key of the pool's items (a stable sort).
+  """
+  key: Callable[[PersonalizedExample, int], Hashable]
+  header: Callable[[Hashable], str]
+  order: Callable[[ProfileItem, str], Any] = oldest_first
+
+
 @dataclasses.dataclass(frozen=True)
 class Groups:
   """A fitted grouping.
 
   known: user id -> group for users seen in training. assign_unseen: maps the examples of users
   never seen in training to groups (a fallback group, or the nearest persona). names: one label
-  per group, for reports.
+  per group, for reports. pool: how prompting methods pool profile items under this grouping.
   """
   num_groups: int
-  pool_by: Granularity
+  pool: PoolPolicy
   known: Mapping[str, int]
   assign_unseen: Callable[[Sequence[PersonalizedExample]], Mapping[str, int]]
   names: tuple[str, ...]
@@ -47,15 +66,12 @@ class Groups:
     of = self.group_of(examples)
     return np.asarray([of[e.user_id] for e in examples], np.int32)
 
-  def pools(self, examples: Sequence[PersonalizedExample]) -> dict[str, str]:
-    """user id -> persona pool key, as `perjax.retrieval.retrieve(persona_of=...)` takes it."""
-    return {u: f"group{g}" for u, g in self.group_of(examples).items()}
-
 
 @dataclasses.dataclass(frozen=True)
 class Grouping:
   """A registered granularity. `fit(train_examples, ctx) -> Groups`; `defaults` are its options
-  (config block `config.<name>`, omitted when empty)."""
+  (config block `config.granularities.<name>`, omitted when empty). `granularity` is its place
+  on the taxonomy's axis: methods that support that level support this grouping."""
   name: str
   granularity: Granularity
   fit: Callable[[Sequence[PersonalizedExample], GroupingContext], Groups]
@@ -64,7 +80,7 @@ class Grouping:
 
 
 def register(grouping: Grouping) -> Grouping:
-  return GRANULARITIES.register(grouping.name, grouping)
+  return GRANULARITIES.register(grouping.name, grouping, origin=calling_module())
 
 
 def fallback_to(group: int) -> Callable:

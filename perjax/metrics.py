@@ -12,6 +12,7 @@ import math
 from typing import Mapping, Sequence
 
 from perjax.errors import DataError
+from perjax.registry import METRICS, suggest
 
 
 def _check(golds, preds):
@@ -55,6 +56,9 @@ def rating_errors(golds: Sequence[str], preds: Sequence[str]) -> dict:
     gold_values = [float(g) for g in golds]
   except ValueError as e:
     raise DataError(f"a gold rating is not a number ({e})") from None
+  bad = next((g for g, v in zip(golds, gold_values) if not math.isfinite(v)), None)
+  if bad is not None:
+    raise DataError(f"a gold rating is not a finite number: {bad!r}")
   errors = [parse_rating(p, g) - g for g, p in zip(gold_values, preds)]
   return {"MAE": sum(abs(e) for e in errors) / len(errors),
           "RMSE": math.sqrt(sum(e * e for e in errors) / len(errors))}
@@ -102,27 +106,58 @@ def preference_accuracy(chosen_scores: Sequence[float], rejected_scores: Sequenc
   return sum(c > r for c, r in zip(chosen_scores, rejected_scores)) / len(chosen_scores)
 
 
+# Each registered metric scores string predictions: (golds, preds, labels) -> float.
+@METRICS.register("accuracy")
+def _accuracy(golds, preds, labels):
+  return accuracy(golds, preds)
+
+
+@METRICS.register("f1")
+def _macro_f1(golds, preds, labels):
+  if not labels:
+    raise DataError("f1 needs the task's label list")
+  return macro_f1(golds, preds, labels)
+
+
+@METRICS.register("MAE")
+def _mae(golds, preds, labels):
+  return rating_errors(golds, preds)["MAE"]
+
+
+@METRICS.register("RMSE")
+def _rmse(golds, preds, labels):
+  return rating_errors(golds, preds)["RMSE"]
+
+
+@METRICS.register("rouge-1")
+def _rouge1(golds, preds, labels):
+  return rouge(golds, preds)["rouge-1"]
+
+
+@METRICS.register("rouge-L")
+def _rougel(golds, preds, labels):
+  return rouge(golds, preds)["rouge-L"]
+
+
+@METRICS.register("bleu")
+def _bleu(golds, preds, labels):
+  return bleu(golds, preds)
+
+
+@METRICS.register("multilabel_f1")
+def _multilabel_f1(golds, preds, labels):
+  return multilabel_f1(golds, preds, labels or ())
+
+
 def compute_metrics(names: Sequence[str], golds: Sequence[str], preds: Sequence[str],
                     labels: Sequence[str] | None = None) -> dict:
   """The named metrics (as in Task.metrics) for string predictions."""
   out = {}
   for name in names:
-    if name == "accuracy":
-      out[name] = accuracy(golds, preds)
-    elif name == "f1":
-      if not labels:
-        raise DataError("f1 needs the task's label list")
-      out[name] = macro_f1(golds, preds, labels)
-    elif name in ("MAE", "RMSE"):
-      out[name] = rating_errors(golds, preds)[name]
-    elif name in ("rouge-1", "rouge-L"):
-      out[name] = rouge(golds, preds)[name]
-    elif name == "bleu":
-      out[name] = bleu(golds, preds)
-    elif name == "multilabel_f1":
-      out[name] = multilabel_f1(golds, preds, labels or ())
-    else:
-      raise DataError(f"metric {name!r} is not computed from string predictions")
+    if name not in METRICS:
+      raise DataError(f"metric {name!r} is not computed from string predictions"
+                      f"{suggest(name, METRICS)}")
+    out[name] = METRICS.get(name)(golds, preds, labels)
   return out
 
 

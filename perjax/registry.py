@@ -1,26 +1,62 @@
-"""Named registries: methods, granularities, datasets and models.
+"""Named registries: one per kind of plugin (method, granularity, dataset, retriever, metric,
+optimizer, model), and the discovery of plugin modules.
 
-A registry maps a name to an object. Registering a name twice is an error, and looking up an
-unknown name raises `UnknownNameError` whose message suggests the near matches.
+Every kind registers the same way, as a decorator or as a call:
+
+  @RETRIEVERS.register("bm25")
+  class BM25Retriever: ...
+
+  MODELS.register("smollm2-135m-instruct", ZooEntry(...))
+
+Methods and granularities go through `perjax.method.register(Method(...))` and
+`perjax.grouping.register(Grouping(...))`, which check the entry and then call the same
+`register`. A name registered again by the module that registered it first (a re-import, a
+config file loaded once per sweep run) replaces the entry; another module registering it is a
+`DuplicateNameError`. Looking up an unknown name raises `UnknownNameError`, whose message
+suggests the near matches (`suggest`).
 """
 import dataclasses
 import difflib
+import hashlib
 import importlib
+import importlib.util
 import pkgutil
-from typing import Any, Iterator
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
+from perjax.errors import ConfigError
 from perjax.taxonomy import Granularity, Technique
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(ConfigError, KeyError):
   """An unknown registry name; str() is a one-line message with suggestions."""
 
   def __str__(self):
     return self.args[0]
 
 
-class DuplicateNameError(ValueError):
-  pass
+class DuplicateNameError(ConfigError, ValueError):
+  """Two modules register the same name."""
+
+
+def suggest(name: str, known: Iterable[str], *, list_known: bool = True) -> str:
+  """The hint after an unknown name: "; did you mean 'x'?" for near matches, else the known
+  names (or nothing when `list_known` is False)."""
+  known = sorted(known)
+  near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+  if near:
+    return f"; did you mean {', '.join(map(repr, near))}?"
+  return f"; known: {', '.join(known) or 'none'}" if list_known else ""
+
+
+def calling_module(skip: int = 0) -> str:
+  """The `__name__` of the module whose code called the function calling this one (`skip`
+  frames further up): where a registration comes from."""
+  return sys._getframe(2 + skip).f_globals.get("__name__", "?")
+
+
+_MISSING = object()
 
 
 class Registry:
@@ -29,19 +65,28 @@ class Registry:
   def __init__(self, kind: str):
     self.kind = kind
     self._entries: dict[str, Any] = {}
+    self._origins: dict[str, str] = {}  # name -> the module that registered it
 
-  def register(self, name: str, entry: Any) -> Any:
-    if name in self._entries:
-      raise DuplicateNameError(f"{self.kind} {name!r} is already registered")
-    self._entries[name] = entry
+  def register(self, name: str, entry: Any = _MISSING, *, origin: str | None = None) -> Any:
+    """`register(name, entry)` registers `entry` and returns it; `@register(name)` registers the
+    decorated function or class. `origin` (default: the calling module) tells a re-import,
+    which replaces the entry, from a clash."""
+    if entry is _MISSING:
+      def decorate(obj):
+        self.register(name, obj, origin=origin or getattr(obj, "__module__", None) or
+                      calling_module())
+        return obj
+      return decorate
+    origin = origin or calling_module()
+    if name in self._entries and self._origins.get(name) != origin:
+      raise DuplicateNameError(f"{self.kind} {name!r} is already registered (by "
+                               f"{self._origins.get(name)}; again by {origin})")
+    self._entries[name], self._origins[name] = entry, origin
     return entry
 
   def get(self, name: str) -> Any:
     if name not in self._entries:
-      near = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
-      hint = f"; did you mean {', '.join(map(repr, near))}?" if near else (
-          f"; known: {', '.join(sorted(self._entries)) or 'none'}")
-      raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}")
+      raise UnknownNameError(f"unknown {self.kind} {name!r}{suggest(name, self._entries)}")
     return self._entries[name]
 
   def __contains__(self, name: str) -> bool:
@@ -76,6 +121,9 @@ METHODS = Registry("method")
 GRANULARITIES = Registry("granularity")
 DATASETS = Registry("dataset")
 MODELS = Registry("model")
+RETRIEVERS = Registry("retriever")
+METRICS = Registry("metric")
+OPTIMIZERS = Registry("optimizer")
 
 _PLUGIN_PACKAGES = ("granularity", "methods")
 _loaded = False
@@ -96,6 +144,42 @@ def load_plugins() -> None:
     package = importlib.import_module(package_name)
     for module in pkgutil.walk_packages(package.__path__, package_name + "."):
       importlib.import_module(module.name)
+
+
+def import_plugins(names: Iterable[str]) -> None:
+  """Imports the built-in plugins, then each named plugin module (`config.plugins`): a module
+  name importable from sys.path (e.g. via PYTHONPATH), or the path of a .py file. A module
+  already imported is not run again."""
+  load_plugins()
+  for name in names:
+    if name.endswith(".py"):
+      _import_file(name)
+      continue
+    try:
+      importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name and name.startswith(e.name):  # the plugin itself, not one of its imports
+        raise ConfigError(f"plugin module {name!r} not found on sys.path (add its folder to "
+                          "PYTHONPATH, or name its .py file)") from None
+      raise
+
+
+def _import_file(path: str) -> None:
+  file = Path(path).expanduser().resolve()
+  if not file.is_file():
+    raise ConfigError(f"plugin file {path!r} not found")
+  # One stable module name per file, so a second import finds it in sys.modules.
+  name = f"perjax_plugin_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
+  if name in sys.modules:
+    return
+  spec = importlib.util.spec_from_file_location(name, file)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]
+    raise
 
 
 def methods_for(technique: Technique | None = None,

@@ -6,8 +6,8 @@ SPEC = QUICKSTART + ":smoke,model=tiny-llama"
 TINY = {"data.params.examples_per_user": 6, "data.params.profile_size": 5,
         "data.params.n_personas": 2, "data.params.users_per_persona": 2, "data.max_test": 5,
         "train.steps": 3, "train.batch_size": 2, "train.seq_len": 48, "train.checkpoint_every": 2,
-        "eval.max_new_tokens": 2, "soft_prompt.length": 3, "lora.rank": 3, "rag.k": 2,
-        "rag.retriever": "bm25"}
+        "eval.max_new_tokens": 2, "methods.soft_prompt.length": 3, "methods.lora.rank": 3,
+        "methods.rag.k": 2, "methods.rag.retriever": "bm25"}
 
 
 def cli_overrides(extra=None) -> list[str]:
@@ -18,7 +18,7 @@ PREF_SPEC = (str(Path(__file__).resolve().parents[1] / "experiments" / "dsp_pref
              ":smoke,model=tiny-llama")
 TINY_PREF = {"data.params.max_queries": 10, "data.max_test": 6, "train.steps": 3,
              "train.batch_size": 2, "train.seq_len": 48, "train.checkpoint_every": 2,
-             "eval.batch_size": 4, "dpo.rank": 3}
+             "eval.batch_size": 4, "methods.dpo.rank": 3}
 
 
 def require_dsp_data() -> None:

@@ -45,8 +45,8 @@ def test_run_is_deterministic_resumes_and_skips(tmp_path, monkeypatch, capsys):
   # the same workdir with another config is refused; so is an unknown key
   assert main(["run", SPEC, "--workdir", a, *args, "--config.seed=1"]) == 2
   assert "differs in ['seed']" in capsys.readouterr().err
-  assert main(["run", SPEC, "--workdir", str(tmp_path / "c"), "--config.lora.rnak=2"]) == 2
-  assert "did you mean 'lora.rank'" in capsys.readouterr().err
+  assert main(["run", SPEC, "--workdir", str(tmp_path / "c"), "--config.methods.lora.rnak=2"]) == 2
+  assert "did you mean 'methods.lora.rank'" in capsys.readouterr().err
 
 
 SWEEP_CONFIG = """
@@ -60,7 +60,7 @@ def get_config(arg=None):
 
 def sweep(add):
   add(method="zero_shot", granularity="global")
-  add(method="rag", granularity="user", **{{"rag.retriever": "recency"}})
+  add(method="rag", granularity="user", **{{"methods.rag.retriever": "recency"}})
   add(method="lora", granularity="persona")
 """
 
@@ -75,12 +75,12 @@ def test_sweep_writes_results_and_skips_finished(tmp_path, capsys):
   rows = list(csv.DictReader(open(out / "results.csv")))
   assert [(r["method"], r["granularity"]) for r in rows] == [
       ("zero_shot", "global"), ("rag", "user"), ("lora", "persona")]
-  assert list(rows[0])[:3] == ["method", "granularity", "rag.retriever"]
+  assert list(rows[0])[:3] == ["method", "granularity", "methods.rag.retriever"]
   assert {"accuracy", "f1"} <= set(rows[0])
   assert (out / "results.md").read_text().startswith("| method | granularity |")
   assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
   names = sorted(p.name for p in out.iterdir() if p.is_dir())
-  assert "method=rag,granularity=user,rag.retriever=recency" in names
+  assert "method=rag,granularity=user,methods.rag.retriever=recency" in names
   capsys.readouterr()
   assert main(args) == 0  # every run is found finished
   assert capsys.readouterr().err.count("finished already") == 3

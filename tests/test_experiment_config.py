@@ -25,10 +25,10 @@ def test_config_file_args_and_smoke():
 
 def test_locked_and_typed_overrides():
   c = experiment.load_config(QUICKSTART, {"train.steps": "5", "train.lr": "1e-2",
-                                          "prompt.chat": "false", "rag.retriever": "dense",
-                                          "lora.rank": 2, "train.lr": 1})
-  assert (c.train.steps, c.train.lr, c.prompt.chat, c.rag.retriever, c.lora.rank) == \
-      (5, 1.0, False, "dense", 2)
+                                          "prompt.chat": "false", "methods.rag.retriever": "dense",
+                                          "methods.lora.rank": 2, "train.lr": 1})
+  assert (c.train.steps, c.train.lr, c.prompt.chat, c.methods.rag.retriever,
+          c.methods.lora.rank) == (5, 1.0, False, "dense", 2)
   assert isinstance(c.train.lr, float)
   with pytest.raises(ConfigError, match="unknown config key 'train.stpes'; did you mean "
                      "'train.steps'"):
@@ -41,14 +41,18 @@ def test_locked_and_typed_overrides():
     c.train.stpes = 3
 
 
-def test_plugin_option_blocks():
+def test_plugin_option_blocks_have_their_own_namespace():
   c = experiment.defaults()
-  assert c.rag.k == 4 and c.lora.rank == 8 and c.persona.clusters == 4
+  assert c.methods.rag.k == 4 and c.methods.lora.rank == 8
+  assert c.granularities.persona.clusters == 4 and "persona" not in c and "rag" not in c
+  c = experiment.load_config(QUICKSTART, {"methods.rag.k": "2",
+                                          "granularities.persona.clusters": "3"})
+  assert (c.methods.rag.k, c.granularities.persona.clusters) == (2, 3)
 
 
 def test_cli_collects_overrides():
   args = build_parser().parse_args(
-      ["run", "x.py:smoke", "--config.train.steps=3", "--workdir", "/tmp/w", "--config.lora.rank",
+      ["run", "x.py:smoke", "--config.train.steps=3", "--workdir", "/tmp/w", "--config.methods.lora.rank",
        "2"])
   assert args.config == "x.py:smoke" and args.workdir == "/tmp/w"
-  assert args.overrides == {"train.steps": "3", "lora.rank": "2"}
+  assert args.overrides == {"train.steps": "3", "methods.lora.rank": "2"}

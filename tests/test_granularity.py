@@ -36,7 +36,7 @@ def test_registered():
 
 def test_user_groups_and_fallback():
   groups = GRANULARITIES.get("user").fit([ex("b"), ex("a"), ex("b")], ctx())
-  assert groups.num_groups == 3 and groups.pool_by == Granularity.USER
+  assert groups.num_groups == 3
   assert groups.group_ids([ex("a"), ex("b"), ex("new")]).tolist() == [0, 1, 2]
 
 
@@ -48,12 +48,15 @@ def test_global_is_one_group():
 def test_persona_from_labels():
   train = [ex("a", "p1"), ex("b", "p0"), ex("c", "p1")]
   groups = GRANULARITIES.get("persona").fit(train, ctx())
-  assert groups.num_groups == 3 and groups.pool_by == Granularity.PERSONA
+  assert groups.num_groups == 3
   # a new user of a known persona joins it; an unknown persona falls back
   assert groups.group_ids([ex("a", "p1"), ex("b", "p0"), ex("d", "p0"), ex("e", "p9")]
                           ).tolist() == [1, 0, 0, 2]
-  pools = groups.pools([ex("a", "p1"), ex("c", "p1"), ex("b", "p0")])
-  assert pools["a"] == pools["c"] != pools["b"]
+  key = lambda e: groups.pool.key(e, groups.group_of([e])[e.user_id])
+  assert key(ex("a", "p1")) == key(ex("c", "p1")) != key(ex("b", "p0"))
+  # new users of two unseen personas share the fallback group's parameters, not a pool
+  assert groups.group_ids([ex("e", "p8"), ex("f", "p9")]).tolist() == [2, 2]
+  assert key(ex("e", "p8")) != key(ex("f", "p9"))
 
 
 @pytest.mark.parametrize("use_labels", [False, True])

@@ -6,12 +6,61 @@ from perjax.registry import DuplicateNameError, Registry, UnknownNameError
 from perjax.taxonomy import Granularity, Technique
 
 
-def test_duplicate_name_is_an_error():
+def test_duplicate_name_from_another_module_is_an_error():
   r = Registry("thing")
-  r.register("alpha", 1)
+  r.register("alpha", 1, origin="plugins.a")
   with pytest.raises(DuplicateNameError, match="'alpha' is already registered"):
-    r.register("alpha", 2)
+    r.register("alpha", 2, origin="plugins.b")
   assert r.get("alpha") == 1
+  r.register("alpha", 3, origin="plugins.a")  # a re-import of the same module replaces it
+  assert r.get("alpha") == 3
+
+
+def test_decorator_and_call_forms_record_the_defining_module():
+  r = Registry("thing")
+
+  @r.register("f")
+  def f():
+    return 1
+
+  assert r.register("g", 2) == 2 and r.get("f") is f
+  r.register("f", f)  # this module again: a re-registration, not a clash
+  with pytest.raises(DuplicateNameError, match=f"by {__name__}; again by elsewhere"):
+    r.register("g", 3, origin="elsewhere")
+
+
+def test_config_file_registering_a_method_loads_twice(tmp_path, monkeypatch):
+  # A config file is executed once per sweep run; its registrations must not clash.
+  from perjax.experiment import config as cfg
+  monkeypatch.setattr(registry.METHODS, "_entries", dict(registry.METHODS._entries))
+  file = tmp_path / "cfg_with_method.py"
+  file.write_text(
+      "from perjax.experiment.config import defaults\n"
+      "from perjax.method import Method, register\n"
+      "from perjax.registry import MethodInfo\n"
+      "from perjax.taxonomy import Granularity, Technique\n"
+      "register(Method(MethodInfo('in_config', Technique.PROMPTING, (Granularity.USER,), 'x', "
+      "'test'), prompt=lambda e, p, c: p))\n"
+      "def get_config(arg=None):\n"
+      "  return defaults()\n")
+  cfg.load_module(str(file))
+  cfg.load_module(str(file))
+  assert "in_config" in registry.METHODS
+
+
+def test_suggest():
+  assert registry.suggest("lorra", ["lora", "zero_shot"]) == "; did you mean 'lora'?"
+  assert registry.suggest("xyz", ["b", "a"]) == "; known: a, b"
+  assert registry.suggest("xyz", ["a"], list_known=False) == ""
+
+
+def test_every_kind_has_its_registry():
+  import perjax.metrics, perjax.retrieval, perjax.training.optim  # noqa: F401,E401
+  registry.load_plugins()
+  assert {"bm25", "dense", "recency", "random"} <= set(registry.RETRIEVERS)
+  assert {"accuracy", "f1", "MAE", "rouge-L"} <= set(registry.METRICS)
+  assert {"sgd", "adam", "adamw"} <= set(registry.OPTIMIZERS)
+  assert "synthetic" in registry.DATASETS and "persona" in registry.GRANULARITIES
 
 
 def test_unknown_name_suggests_near_matches():

@@ -29,9 +29,10 @@ class DatasetBuilder:
 
 
 def dataset(name: str, granularity: str, description: str, split_kinds=("user",)):
-  """Decorator registering a builder in `perjax.registry.DATASETS`."""
+  """`@dataset(...)`: `DATASETS.register(name)` for a builder function, with its metadata."""
   def deco(fn):
-    DATASETS.register(name, DatasetBuilder(name, granularity, description, tuple(split_kinds), fn))
+    DATASETS.register(name, DatasetBuilder(name, granularity, description, tuple(split_kinds), fn),
+                      origin=fn.__module__)
     return fn
   return deco
 

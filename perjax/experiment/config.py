@@ -1,13 +1,15 @@
 """Experiment configs: one file per experiment, big_vision style.
 
 A config file defines `get_config(arg=None)`, which parses `file.py:key=value,...` with
-`parse_arg`, starts from `defaults()` and returns a `ConfigDict`. `load` locks it, so a typo in an
-override fails instead of adding a field; `--config.a.b=v` overrides parse `v` with the type of
-the existing field. An optional `sweep(add)` (or `sweep(add, arg)`) calls `add(**overrides)` once
-per run of a sweep.
+`parse_arg`, starts from `defaults()` and returns a `ConfigDict`. `load` then imports the modules
+named in `config.plugins` (methods or granularities defined outside the repository), adds the
+option blocks of every registered plugin (`config.methods.<name>`, `config.granularities.<name>`)
+and locks the config, so a typo in an override fails instead of adding a field;
+`--config.a.b=v` overrides parse `v` with the type of the existing field. An optional
+`sweep(add)` (or `sweep(add, arg)`) calls `add(**overrides)` once per run of a sweep.
 """
 import ast
-import difflib
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -16,15 +18,17 @@ from typing import Any, Mapping
 import ml_collections
 
 from perjax.errors import ConfigError
-from perjax.registry import GRANULARITIES, METHODS, load_plugins
+from perjax.registry import GRANULARITIES, METHODS, import_plugins, suggest
 
 ConfigDict = ml_collections.ConfigDict
 
 
-def defaults() -> ConfigDict:
-  """Every field an experiment has; config files change the ones they need."""
-  load_plugins()
+def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
+  """Every field an experiment has; config files change the ones they need. `plugins` are
+  imported first, so the config file can set their options too."""
+  import_plugins(plugins)
   c = ConfigDict()
+  c.plugins = list(plugins)  # modules (names on sys.path, or .py paths) that register plugins
   c.seed = 0
   c.model = "smollm2-135m-instruct"  # a zoo name, a .gguf / HF folder path, or tiny-llama
   c.dtype = "float32"
@@ -36,17 +40,26 @@ def defaults() -> ConfigDict:
   c.prompt = ConfigDict(dict(chat=True, system="", suffix=""))
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, checkpoint_every=50))
-  c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8))
+  # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
+  c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0))
   # generate: greedy text mapped onto the labels; label_likelihood: the most likely label
   c.predict = ConfigDict(dict(mode="generate"))
-  # Each plugin's options live in a block named after it (config.rag.k, config.persona.clusters).
-  for registry in (METHODS, GRANULARITIES):
-    for name, plugin in registry.items():
-      if plugin.defaults:
-        if name in c:
-          raise ConfigError(f"plugin {name!r} clashes with the config field of the same name")
-        c[name] = dict(plugin.defaults)
+  # Options live in their own namespaces (config.methods.rag.k,
+  # config.granularities.persona.clusters), so no plugin name can clash with a core field.
+  c.methods = ConfigDict()
+  c.granularities = ConfigDict()
+  add_option_blocks(c)
   return c
+
+
+def add_option_blocks(config: ConfigDict) -> None:
+  """Adds the option block of every registered method and granularity with options that
+  `config` lacks (one registered by a plugin imported after `defaults()`)."""
+  for field, registry in (("methods", METHODS), ("granularities", GRANULARITIES)):
+    blocks = config[field]
+    for name, plugin in registry.items():
+      if plugin.defaults and name not in blocks:
+        blocks[name] = dict(plugin.defaults)
 
 
 def _parse_value(text: str, like: Any):
@@ -65,11 +78,16 @@ def _parse_value(text: str, like: Any):
   if isinstance(like, str):
     return text
   try:  # tuples, lists, dicts; a None field takes a literal, or else the text itself
-    return ast.literal_eval(text)
+    value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
+    if isinstance(like, (list, tuple)):  # a,b -> [a, b] (--config.plugins=my.mod,other)
+      return type(like)(t.strip() for t in text.split(",") if t.strip())
     if like is None:
       return text
     raise
+  if isinstance(like, (list, tuple)) and isinstance(value, (list, tuple)):
+    return type(like)(value)
+  return value
 
 
 def parse_arg(arg: str | None, **spec) -> ConfigDict:
@@ -80,9 +98,7 @@ def parse_arg(arg: str | None, **spec) -> ConfigDict:
     key, eq, value = token.partition("=")
     key = key.strip()
     if key not in spec:
-      near = difflib.get_close_matches(key, list(spec), n=1)
-      raise ConfigError(f"unknown config argument {key!r}" +
-                        (f"; did you mean {near[0]!r}?" if near else f"; known: {sorted(spec)}"))
+      raise ConfigError(f"unknown config argument {key!r}{suggest(key, spec)}")
     try:
       out[key] = _parse_value(value, spec[key]) if eq else True
     except ValueError as e:
@@ -90,13 +106,15 @@ def parse_arg(arg: str | None, **spec) -> ConfigDict:
   return out
 
 
-def flat_keys(config: ConfigDict, prefix: str = "") -> list[str]:
-  keys = []
-  for k, v in config.items():
-    keys.append(prefix + k)
-    if isinstance(v, ConfigDict):
-      keys += flat_keys(v, prefix + k + ".")
-  return keys
+def flatten(tree, prefix: str = "") -> dict[str, Any]:
+  """{dotted key: leaf value} of a nested dict or ConfigDict."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, (dict, ConfigDict)):
+      out.update(flatten(v, prefix + k + "."))
+    else:
+      out[prefix + k] = v
+  return out
 
 
 def override(config: ConfigDict, key: str, value: Any) -> None:
@@ -105,9 +123,8 @@ def override(config: ConfigDict, key: str, value: Any) -> None:
   node = config
   for i, part in enumerate(path):
     if not isinstance(node, ConfigDict) or part not in node:
-      near = difflib.get_close_matches(key, flat_keys(config), n=1, cutoff=0.6)
-      raise ConfigError(f"unknown config key {key!r}" +
-                        (f"; did you mean {near[0]!r}?" if near else ""))
+      raise ConfigError(f"unknown config key {key!r}"
+                        f"{suggest(key, flatten(config), list_known=False)}")
     if i < len(path) - 1:
       node = node[part]
   old = node[path[-1]]
@@ -131,9 +148,15 @@ def load_module(path: str):
   file = Path(path)
   if not file.is_file():
     raise ConfigError(f"config file {path!r} not found")
-  spec = importlib.util.spec_from_file_location(f"perjax_config_{file.stem}", file)
+  # A stable module name per file: the plugins it registers replace themselves when a sweep
+  # loads it again, instead of clashing.
+  digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:8]
+  spec = importlib.util.spec_from_file_location(f"perjax_config_{file.stem}_{digest}", file)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} defines no get_config(arg=None)")
   return module
@@ -146,13 +169,21 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 def load(spec: str, overrides: Mapping[str, Any] | None = None) -> ConfigDict:
-  """The locked config of `CONFIG[:ARGS]` with `overrides` ({dotted key: value}) applied."""
+  """The locked config of `CONFIG[:ARGS]` with `overrides` ({dotted key: value}) applied.
+
+  The plugins (the config's, or `overrides["plugins"]`) are imported before the option blocks
+  are completed and the other overrides applied, so `--config.methods.<plugin>.x=v` works."""
   path, arg = split_spec(spec)
   config = load_module(path).get_config(arg)
   if not isinstance(config, ConfigDict):
     raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict")
+  overrides = dict(overrides or {})
+  if "plugins" in overrides:
+    override(config, "plugins", overrides.pop("plugins"))
+  import_plugins(config.get("plugins", ()))
+  add_option_blocks(config)
   config.lock()
-  for key, value in (overrides or {}).items():
+  for key, value in overrides.items():
     override(config, key, value)
   return config
 

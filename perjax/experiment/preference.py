@@ -86,13 +86,16 @@ def train_pairs(model, encoded, group_ids, num_groups, recipe, config, workdir):
 
 
 def run(model, generator, recipe, groups, train_examples, eval_examples, prompts_of, config,
-        workdir, *, system=None):
+        workdir):
   """Trains (if the recipe does) and evaluates; returns (metrics, one record per eval pair).
-  `prompts_of(prompted_examples, split)` builds the final prompt texts."""
+  `prompts_of(prompted_examples, split)` builds the final `Prompt`s (user and system
+  message)."""
   split = config.eval.split
   views = as_prompted(eval_examples)
   group_ids = groups.group_ids(views)
-  encoded = encode(generator, prompts_of(views, split), eval_examples, system, config)
+  eval_prompts = prompts_of(views, split)
+  encoded = encode(generator, [p.text for p in eval_prompts], eval_examples,
+                   [p.system for p in eval_prompts], config)
   ref = score(generator, encoded, group_ids, config) if recipe.trains else None
   if recipe.trains:
     if not train_examples:
@@ -100,19 +103,20 @@ def run(model, generator, recipe, groups, train_examples, eval_examples, prompts
     train_views = as_prompted(train_examples)
     train_ids = groups.group_ids(train_views)
     prompts = prompts_of(train_views, "train")
+    texts, systems = [p.text for p in prompts], [p.system for p in prompts]
     if recipe.pairwise:
-      model = train_pairs(model, encode(generator, prompts, train_examples, system, config),
+      model = train_pairs(model, encode(generator, texts, train_examples, systems, config),
                           train_ids, groups.num_groups, recipe, config, workdir)
     else:  # SFT on the preferred responses, with the method's own objective
-      model = train(model, generator, recipe, prompts, [e.chosen for e in train_examples],
-                    train_ids, groups.num_groups, config, workdir, system=system)
+      model = train(model, generator, recipe, texts, [e.chosen for e in train_examples],
+                    train_ids, groups.num_groups, config, workdir, system=systems)
     generator.refresh(model)
   policy = score(generator, encoded, group_ids, config)
   reward = {k: policy[k] - (ref[k] if ref is not None else 0.0) for k in RESPONSES}
   metrics = {"preference_accuracy": preference_accuracy(reward["chosen"].tolist(),
                                                         reward["rejected"].tolist())}
-  records = [{"id": e.id, "user_id": e.user_id, "group": int(g),
-              "chosen_reward": float(c), "rejected_reward": float(r)}
-             for e, g, c, r in zip(eval_examples, group_ids, reward["chosen"],
-                                   reward["rejected"])]
+  records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
+              "system": q.system, "chosen_reward": float(c), "rejected_reward": float(r)}
+             for e, g, q, c, r in zip(eval_examples, group_ids, eval_prompts, reward["chosen"],
+                                      reward["rejected"])]
   return metrics, records

@@ -1,7 +1,9 @@
 """Sweeps: the config file's `sweep(add)` lists override sets; each runs in its own subfolder.
 
 A run's folder name is made from its overrides (`method=lora,granularity=user`), so rerunning a
-sweep finds the runs it already finished and skips them.
+sweep finds the runs it already finished and skips them. Every run's config is loaded and checked
+(`options.check_run`) before the first run starts, so an impossible combination fails at once;
+`dry_run` stops there.
 """
 import inspect
 import re
@@ -12,6 +14,7 @@ from pathlib import Path
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
 from perjax.experiment import report
+from perjax.experiment.options import check_run
 from perjax.experiment.runner import train_and_evaluate
 
 KEY_COLUMNS = ("method", "granularity")
@@ -42,12 +45,32 @@ def sweep_runs(spec: str) -> list[tuple[str, dict]]:
   return named
 
 
-def run_sweep(spec: str, workdir, overrides: dict | None = None) -> list[dict]:
-  """Runs (or skips, when finished) every run of the sweep; writes DIR/results.{csv,md,png}."""
+def checked_configs(spec: str, overrides: dict | None = None) -> list[tuple[str, dict, object]]:
+  """(run name, its overrides, its config) for every run of the sweep, each loaded and checked;
+  the first invalid run is a ConfigError naming it."""
+  out = []
+  for name, o in sweep_runs(spec):
+    try:
+      config = cfg.load(spec, {**o, **(overrides or {})})
+      check_run(config)
+    except ConfigError as e:
+      raise ConfigError(f"sweep run {name!r}: {e}") from None
+    out.append((name, o, config))
+  return out
+
+
+def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
+              dry_run: bool = False) -> list[dict]:
+  """Runs (or skips, when finished) every run of the sweep; writes DIR/results.{csv,md,png}.
+  With `dry_run`, only lists and checks the runs (one row per run: name and overrides) and
+  writes nothing."""
   workdir = Path(workdir)
-  runs = sweep_runs(spec)
-  swept = [k for k in dict.fromkeys(k for _, o in runs for k in o) if k not in KEY_COLUMNS]
-  configs = [(name, cfg.load(spec, {**o, **(overrides or {})})) for name, o in runs]
+  checked = checked_configs(spec, overrides)
+  if dry_run:
+    return [{"run": name, "workdir": str(workdir / name), "overrides": o}
+            for name, o, _ in checked]
+  swept = [k for k in dict.fromkeys(k for _, o, _ in checked for k in o) if k not in KEY_COLUMNS]
+  configs = [(name, config) for name, _, config in checked]
   rows = []
   for i, (name, config) in enumerate(configs):
     print(f"[{i + 1}/{len(configs)}] {name}", file=sys.stderr)

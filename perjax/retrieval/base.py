@@ -7,9 +7,7 @@ searches, and which items it may see, is decided in `perjax.retrieval.pools`.
 from typing import Any, Protocol, Sequence
 
 from perjax.data.schema import ProfileItem
-from perjax.registry import Registry
-
-RETRIEVERS = Registry("retriever")
+from perjax.registry import RETRIEVERS
 
 
 class Retriever(Protocol):

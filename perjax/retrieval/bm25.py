@@ -4,6 +4,7 @@ import numpy as np
 from perjax.retrieval.base import RETRIEVERS
 
 
+@RETRIEVERS.register("bm25")
 class BM25Retriever:
   def __init__(self, stopwords: str = "en", k1: float = 1.5, b: float = 0.75):
     self.stopwords, self.k1, self.b = stopwords, k1, b
@@ -27,5 +28,3 @@ class BM25Retriever:
     docs, scores = model.retrieve(q, k=k, show_progress=False)
     return [list(np.asarray(row)) for row in docs]
 
-
-RETRIEVERS.register("bm25", BM25Retriever)

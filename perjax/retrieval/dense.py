@@ -16,6 +16,7 @@ def _normalise(x) -> np.ndarray:
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+@RETRIEVERS.register("dense")
 class DenseRetriever:
   def __init__(self, encoder=None, batch_size: int = 256):
     if encoder is None or not hasattr(encoder, "encode"):
@@ -46,5 +47,3 @@ class DenseRetriever:
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1, kind="stable")[:, ::-1]
     return [list(row) for row in np.take_along_axis(top, order, axis=1)]
 
-
-RETRIEVERS.register("dense", DenseRetriever)

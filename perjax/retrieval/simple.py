@@ -5,6 +5,7 @@ from perjax.data.schema import stable_id
 from perjax.retrieval.base import RETRIEVERS
 
 
+@RETRIEVERS.register("recency")
 class RecencyRetriever:
   """Newest first by item time; items without times count as ordered oldest to newest."""
 
@@ -16,6 +17,7 @@ class RecencyRetriever:
     return [index[:k] for _ in queries]
 
 
+@RETRIEVERS.register("random")
 class RandomRetriever:
   """A random draw per example, the same on every run for a given seed and example id."""
 
@@ -32,6 +34,3 @@ class RandomRetriever:
       out.append(list(rng.permutation(index)[:k]))
     return out
 
-
-RETRIEVERS.register("recency", RecencyRetriever)
-RETRIEVERS.register("random", RandomRetriever)

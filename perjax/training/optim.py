@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from perjax.errors import ConfigError
+from perjax.registry import OPTIMIZERS
 
 
 def per_group(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
@@ -39,17 +39,26 @@ def per_group(tx: optax.GradientTransformation) -> optax.GradientTransformationE
   return optax.GradientTransformationExtraArgs(init, update)
 
 
+# Each registered optimizer: (learning_rate, *, weight_decay) -> optax transformation.
+@OPTIMIZERS.register("sgd")
+def _sgd(learning_rate, *, weight_decay=0.0):
+  return optax.sgd(learning_rate)
+
+
+@OPTIMIZERS.register("adam")
+def _adam(learning_rate, *, weight_decay=0.0):
+  return optax.adam(learning_rate)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(learning_rate, *, weight_decay=0.0):
+  return optax.adamw(learning_rate, weight_decay=weight_decay)
+
+
 def make_optimizer(name: str, learning_rate: float, *, weight_decay: float = 0.0,
                    grad_clip: float = 0.0) -> optax.GradientTransformation:
-  """A plain optax optimizer by name (`sgd`, `adam`, `adamw`)."""
-  makers = {
-      "sgd": lambda: optax.sgd(learning_rate),
-      "adam": lambda: optax.adam(learning_rate),
-      "adamw": lambda: optax.adamw(learning_rate, weight_decay=weight_decay),
-  }
-  if name not in makers:
-    raise ConfigError(f"unknown optimizer {name!r}; choose one of {sorted(makers)}")
-  tx = makers[name]()
+  """A registered optax optimizer by name (`sgd`, `adam`, `adamw`)."""
+  tx = OPTIMIZERS.get(name)(learning_rate, weight_decay=weight_decay)
   if grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
   return tx

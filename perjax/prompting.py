@@ -1,0 +1,75 @@
+"""What a prompting slot sees and returns.
+
+  prompt(examples, prompts, ctx) -> prompts
+
+`prompts` holds each example's user message so far (the input, as rewritten by the methods
+before this one). The slot returns one entry per example: a `str` (the new user message; the
+system message stays as it is) or a `Prompt(text, system)`, which also sets that example's
+system message (`""`: none; `None`: unchanged). The run starts from the config's
+`prompt.system`; a later method's system message replaces an earlier one's.
+"""
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+from perjax.data.schema import PersonalizedExample, ProfileItem
+from perjax.pools import Pools
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+  """An example's user message and its system message (None: none, or unchanged in a slot's
+  return value)."""
+  text: str
+  system: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptContext:
+  """What a prompting slot may use besides the examples.
+
+  options: the method's config block. split: "train" or the evaluated split. pools: the
+  granularity's pools; `pool(example)` is what the example may see and `pool_header(example)`
+  says what that pool holds. system: the config's system message (None when empty). seed, and
+  a lazily loaded sentence encoder (dense retrieval).
+  """
+  options: Mapping[str, Any]
+  split: str
+  pools: Pools
+  system: str | None = None
+  seed: int = 0
+  encoder: Callable[[], Any] | None = None
+
+  def pool(self, example: PersonalizedExample) -> list[ProfileItem]:
+    """The profile items of the example's pool that it may see (the no-leak rule applied), in
+    the pool's order (oldest first by default)."""
+    return self.pools.visible(example)
+
+  def pool_header(self, example: PersonalizedExample) -> str:
+    """What the example's pool holds, in words ("Past items of this user", ...)."""
+    return self.pools.header(example)
+
+
+def apply_prompts(methods, examples: Sequence[PersonalizedExample],
+                  make_ctx: Callable[[Any], PromptContext],
+                  system: str | None = None) -> list[Prompt]:
+  """Each example's final `Prompt`: its input, then every prompting slot of `methods` in order;
+  `system` is the message before any slot sets one."""
+  texts = [e.input for e in examples]
+  systems = [system] * len(examples)
+  for m in methods:
+    if m.prompt is None:
+      continue
+    out = m.prompt(examples, list(texts), make_ctx(m))
+    if len(out) != len(examples):
+      raise RuntimeError(f"method {m.name!r} returned {len(out)} prompts for "
+                         f"{len(examples)} examples")
+    for i, p in enumerate(out):
+      if isinstance(p, Prompt):
+        texts[i] = p.text
+        systems[i] = systems[i] if p.system is None else p.system
+      elif isinstance(p, str):
+        texts[i] = p
+      else:
+        raise TypeError(f"method {m.name!r} returned a {type(p).__name__}; a prompt slot "
+                        "returns a str or a Prompt per example")
+  return [Prompt(t, s or None) for t, s in zip(texts, systems)]
