@@ -2,27 +2,19 @@
 personalized DPO (P-DPO / P-RLHF, Li et al. 2024): each group's own adapter is the user- or
 persona-conditioned policy. At global granularity (one group) it is plain DPO.
 
-The reference policy is the frozen base: the same model with the personal parameters zeroed
-(LoRA `b = 0` is exactly the base), evaluated without gradient inside the objective. Batches are
+The reference policy is the frozen base model: the same model with every personal module
+switched off (`base_only`), evaluated without gradient inside the objective. Batches are
 preference batches (`perjax.training.batching.make_preference_batch`): a `chosen` and a
 `rejected` row per pair, and the pair's group.
 """
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from methods.lora import personal as lora_personal
 from perjax.method import Method, register
-from perjax.models.personal import Personal
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
 from perjax.training.objectives import sequence_logprobs
-
-
-def reference_model(model):
-  """`model` with its personal parameters zeroed: the base policy (exact for LoRA)."""
-  graphdef, personal, rest = nnx.split(model, Personal, ...)
-  return nnx.merge(graphdef, jax.tree.map(jnp.zeros_like, personal), rest)
 
 
 def dpo_loss(policy_c, policy_r, ref_c, ref_r, beta):
@@ -37,8 +29,7 @@ def objective(model, batch, rng, num_groups, *, options):
   batch (divided by the micro-batch count), `real` marks real (non-padding) pairs."""
   del rng, num_groups  # deterministic; group means come from `group_pairs`
   logp = [sequence_logprobs(model, batch[k]) for k in ("chosen", "rejected")]
-  ref = reference_model(model)
-  ref_logp = [jax.lax.stop_gradient(sequence_logprobs(ref, batch[k]))
+  ref_logp = [jax.lax.stop_gradient(sequence_logprobs(model, batch[k], base_only=True))
               for k in ("chosen", "rejected")]
   losses, margin = dpo_loss(*logp, *ref_logp, float(options["beta"]))
   real = batch["real"].astype(jnp.float32)

@@ -1,18 +1,79 @@
 """Per-group LoRA adapters on the chosen projections; at user granularity this is OPPU's
-personal PEFT (combine with `rag` for the full OPPU recipe, `rag+lora`)."""
+personal PEFT (combine with `rag` for the full OPPU recipe, `rag+lora`; `lora@global+lora` adds a
+shared task adapter under each user's own).
+
+A personal module acting at the "proj.<target>" hook points: `y + x A_g B_g * alpha / r` for
+the example's group g, with `A [G, L, d_in, r]` Kaiming-uniform and `B [G, L, r, d_out]` zero, so
+an untrained row is exactly the base model.
+"""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
 from perjax.errors import ConfigError
 from perjax.method import Method, register
+from perjax.models.personal import PERSONAL_DTYPE, PROJECTIONS, Personal, PersonalModule
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
+
+
+class LoRA(PersonalModule):
+  """`{t}_a [G, L, d_in, r]`, `{t}_b [G, L, r, d_out]` per target projection t."""
+
+  def __init__(self, *, groups, dims, rngs, rank: int, alpha: float | None = None,
+               targets=("q", "v")):
+    self.rank, self.targets = rank, tuple(targets)
+    self.alpha = float(alpha) if alpha else 2.0 * rank
+    self.hooks = tuple(f"proj.{t}" for t in self.targets)
+    self.layered = tuple(f"{t}_{ab}" for t in self.targets for ab in "ab")
+    G, L, r = groups, dims.num_layers, rank
+    for t in self.targets:
+      din, dout = dims.projections[t]
+      bound = 1.0 / math.sqrt(din)  # Kaiming-uniform(a=sqrt 5), as is usual for LoRA's A
+      setattr(self, f"{t}_a", Personal(jax.random.uniform(
+          rngs.params(), (G, L, din, r), PERSONAL_DTYPE, -bound, bound)))
+      setattr(self, f"{t}_b", Personal(jnp.zeros((G, L, r, dout), PERSONAL_DTYPE)))
+
+  @property
+  def scale(self) -> float:
+    return self.alpha / self.rank
+
+  def prepare(self, rows, dtype):
+    # the scale is folded into b once per gather, not once per projection call
+    return {k: v.astype(dtype) * self.scale if k.endswith("_b") else v.astype(dtype)
+            for k, v in rows.items()}
+
+  def project(self, name, y, x, rows):
+    a, b = rows[f"{name}_a"], rows[f"{name}_b"]  # [B, din, r], [B, r, dout]
+    return y + jnp.einsum("btr,bro->bto", jnp.einsum("btd,bdr->btr", x, a), b)
+
+  def describe(self):
+    return {"rank": self.rank, "alpha": self.alpha, "targets": list(self.targets)}
+
+  def adapt_rows(self, rows, exported):
+    """An adapter exported with another alpha acts as it did: its b is rescaled."""
+    rescale = (float(exported["alpha"]) / int(exported["rank"])) / self.scale
+    return {k: v * rescale if k.endswith("_b") else v for k, v in rows.items()}
+
+
+def parse_targets(text, method: str) -> tuple[str, ...]:
+  targets = tuple(t.strip() for t in str(text).split(",") if t.strip())
+  unknown = sorted(set(targets) - set(PROJECTIONS))
+  if unknown or not targets:
+    raise ConfigError(f"{method}.targets: unknown or empty target(s) {unknown or targets}; "
+                      f"choose from {list(PROJECTIONS)}")
+  return targets
 
 
 def personal(options):
   rank = int(options["rank"])
   if rank < 1:
     raise ConfigError(f"lora.rank must be >= 1, got {rank}")
-  targets = tuple(t.strip() for t in str(options["targets"]).split(",") if t.strip())
   alpha = float(options["alpha"]) if options["alpha"] else None
-  return {"lora_rank": rank, "lora_alpha": alpha, "lora_targets": targets}
+  return functools.partial(LoRA, rank=rank, alpha=alpha,
+                           targets=parse_targets(options["targets"], "lora"))
 
 
 LORA = register(Method(

@@ -7,12 +7,13 @@ never written: they come back from the model files, so a checkpoint of a per-use
 size of the adapters, not of the LLM. Orbax writes each step into a temporary folder and renames
 it when complete, so a run killed mid-save leaves the previous checkpoint intact.
 
-Exporting one group writes its row of every personal parameter to `adapter.safetensors` plus
-`personal.json` (the PersonalConfig and shapes), so a user's adapter can be shipped, inspected
-or loaded into any row of another model's table with `load_groups`.
+Exporting one group writes its row of every personal module's tables to `adapter.safetensors`
+plus `personal.json` (each module's kind, level and options), so a user's parameters can be
+shipped, inspected or loaded into any row of another model with `load_groups`, whatever the
+plugin.
 """
-import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -22,7 +23,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from perjax.errors import ConfigError, PerjaxError
-from perjax.models.personal import Personal, PersonalConfig
+from perjax.models.personal import Personal
 
 ADAPTER_FILE = "adapter.safetensors"
 CONFIG_FILE = "personal.json"
@@ -70,13 +71,40 @@ class Checkpoints:
 
   def restore(self, target, step: int | None = None):
     """A TrainState: the saved parts restored into `target`'s shapes, dtypes and shardings;
-    the rest (the frozen base) taken from `target` as it is. None when there is no checkpoint."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return None
+    the rest (the frozen base) taken from `target` as it is. None when there is no checkpoint.
+
+    Without `step`, the newest readable step: one that fails to restore (a damaged or partly
+    deleted folder) is moved aside to `checkpoints/bad-STEP`, with one line saying so, and the
+    next older step is tried."""
+    if step is not None:
+      return self._restore(target, step)
+    steps = self.steps()
+    for i in reversed(range(len(steps))):
+      try:
+        return self._restore(target, steps[i])
+      except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
+        self._set_aside(steps[i], e, older=steps[i - 1] if i else None)
+    return None
+
+  def _restore(self, target, step: int):
     abstract = abstract_state(_trainable(target))
     restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return target.replace(**restored)
+
+  def _set_aside(self, step: int, error: Exception, older: int | None) -> None:
+    folder = self.directory / str(step)
+    bad = self.directory / f"bad-{step}"
+    n = 1
+    while bad.exists():
+      n += 1
+      bad = self.directory / f"bad-{step}.{n}"
+    folder.rename(bad)
+    self.manager.reload()  # forget the step that is gone
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    reason = reason.split(". See full")[0][:160]  # tensorstore appends a long detail dump
+    then = f"resuming from step {older}" if older is not None else "training from scratch"
+    print(f"checkpoint step {step} could not be restored ({reason}); moved it to {bad}; "
+          f"{then}", file=sys.stderr)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -106,85 +134,94 @@ def resume(workdir, state):
   return state if restored is None else restored
 
 
-# -- one group's adapter ---------------------------------------------------------------------
-def _personal_of(state_or_model):
-  """(flat {path: array [G, ...]}, PersonalConfig or None) of a TrainState or a model."""
-  if isinstance(state_or_model, nnx.Module):
-    model = state_or_model
-    if getattr(model, "personal", None) is None:
-      raise ConfigError("the model has no personal parameters to export")
-    state, config = nnx.state(model, Personal), model.personal.config
+# -- one group's personal parameters ---------------------------------------------------------
+def _stack_of(model):
+  if not isinstance(model, nnx.Module) or getattr(model, "personal", None) is None:
+    raise ConfigError("the model has no personal parameters to export or load "
+                      "(for a TrainState, export training.step.merge_model(graphdef, state))")
+  return model.personal
+
+
+def _row_of(module, g: int, level_rows) -> int:
+  """The row that stands for group `g` in `module`: g itself at the run's level, else the row
+  `level_rows[level]` names (a single shared row needs no name)."""
+  if module.level is None:
+    row = g
+  elif module.level in (level_rows or {}):
+    row = level_rows[module.level]
+  elif module.groups == 1:
+    row = 0
   else:
-    state, config = state_or_model.personal, None
-  flat = {"/".join(str(k) for k in path): np.asarray(v)
-          for path, v in nnx.to_flat_state(state)}
-  return flat, config
+    raise ConfigError(f"a module sits at level {module.level!r}: pass level_rows="
+                      f"{{{module.level!r}: row}}")
+  if not 0 <= row < module.groups:
+    raise ConfigError(f"group {row} is outside [0, {module.groups})")
+  return row
 
 
-def export_group(state_or_model, g: int, path, *, config: PersonalConfig | None = None) -> Path:
-  """Write group `g`'s adapter/prompt rows to `path/adapter.safetensors` + `path/personal.json`.
+def _kind(module) -> str:
+  return f"{type(module).__module__}.{type(module).__qualname__}"
 
-  `config` is needed with a TrainState (it does not carry the LoRA alpha); a model knows its own.
-  """
-  flat, own = _personal_of(state_or_model)
-  config = config or own
-  if config is None:
-    raise ConfigError("export_group of a TrainState needs config=PersonalConfig(...)")
-  if not 0 <= g < config.groups:
-    raise ConfigError(f"group {g} is outside [0, {config.groups})")
+
+def export_group(model, g: int, path, *, level_rows: dict | None = None) -> Path:
+  """Write group `g`'s row of every personal module to `path/adapter.safetensors` (tensors named
+  `module/table`) and `path/personal.json` (each module's kind, level, options and row), so one
+  user's parameters can be shipped, inspected or loaded into any row of another model."""
+  stack = _stack_of(model)
+  rows, modules = {}, {}
+  for name, m in stack.modules():
+    row = _row_of(m, g, level_rows)
+    rows.update({f"{name}/{k}": np.ascontiguousarray(np.asarray(t[row]))
+                 for k, t in m.tables().items()})
+    modules[name] = {"kind": _kind(m), "level": m.level, "row": row, "options": m.describe()}
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
-  rows = {name: np.ascontiguousarray(a[g]) for name, a in flat.items()}
   save_file(rows, str(path / ADAPTER_FILE))
-  meta = {"personal_config": dataclasses.asdict(config), "group": g,
+  meta = {"group": g, "modules": modules,
           "shapes": {k: list(v.shape) for k, v in rows.items()},
           "dtypes": {k: str(v.dtype) for k, v in rows.items()}}
   (path / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
   return path
 
 
-def read_group(path) -> tuple[dict, PersonalConfig]:
-  """(rows {param path: array}, the PersonalConfig it was exported with) from `export_group`."""
+def read_group(path) -> tuple[dict, dict]:
+  """(rows {module/table: array}, {module: kind, level, row, options}) from `export_group`."""
   path = Path(path)
   if not (path / ADAPTER_FILE).exists() or not (path / CONFIG_FILE).exists():
     raise PerjaxError(f"{path} is not an exported group (needs {ADAPTER_FILE}, {CONFIG_FILE})")
-  meta = json.loads((path / CONFIG_FILE).read_text())
-  cfg = meta["personal_config"]
-  cfg["lora_targets"] = tuple(cfg["lora_targets"])
-  return load_file(str(path / ADAPTER_FILE)), PersonalConfig(**cfg)
+  try:
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    modules = meta["modules"]
+  except (ValueError, KeyError):
+    raise PerjaxError(f"{path / CONFIG_FILE} is not a perjax export description") from None
+  return load_file(str(path / ADAPTER_FILE)), modules
 
 
-def _layout(c: PersonalConfig) -> tuple:
-  """What must match for a row to fit (targets only matter when there is a LoRA)."""
-  return c.lora_rank, tuple(c.lora_targets) if c.lora_rank else (), c.prompt_len
+def load_groups(model, groups: dict, *, level_rows: dict | None = None) -> None:
+  """Load exported groups into rows of `model`'s personal modules, in place: `{row: path}`.
 
-
-def load_groups(model, groups: dict) -> None:
-  """Load exported adapters into rows of `model`'s personal table, in place: `{row: path}`.
-
-  Rank, targets and prompt length must match. A different LoRA alpha is absorbed by rescaling
-  `b`, so the loaded adapter acts exactly as it did when exported.
+  The modules must match by name, kind and table shapes; a module's `adapt_rows` absorbs
+  option differences that keep the function (a LoRA alpha: `b` is rescaled), so the loaded
+  parameters act exactly as they did when exported.
   """
-  if getattr(model, "personal", None) is None:
-    raise ConfigError("the model has no personal parameters to load into")
-  own = model.personal.config
-  variables = dict(nnx.to_flat_state(nnx.state(model, Personal)))
-  by_name = {"/".join(str(k) for k in p): v for p, v in variables.items()}
+  stack = _stack_of(model)
+  own = dict(stack.modules())
   for g, path in groups.items():
-    if not 0 <= g < own.groups:
-      raise ConfigError(f"group {g} is outside [0, {own.groups})")
-    rows, cfg = read_group(path)
-    if _layout(cfg) != _layout(own):
-      raise ConfigError(f"{path}: adapter (rank {cfg.lora_rank}, targets {cfg.lora_targets}, "
-                        f"prompt {cfg.prompt_len}) does not fit the model's {own}")
-    if set(rows) != set(by_name):
-      raise ConfigError(f"{path}: parameters {sorted(rows)} != the model's {sorted(by_name)}")
-    rescale = cfg.lora_scale / own.lora_scale if own.lora_rank else 1.0
-    for name, row in rows.items():
-      var = by_name[name]
-      if name.endswith("_b") and rescale != 1.0:
-        row = row * rescale
-      if tuple(row.shape) != tuple(var.value.shape[1:]):
-        raise ConfigError(f"{path}: {name} has shape {row.shape}, expected {var.value.shape[1:]}")
-      var.value = var.value.at[g].set(row.astype(var.value.dtype))
-  nnx.update(model, nnx.from_flat_state(variables))  # a no-op where the Variables are shared
+    rows, modules = read_group(path)
+    if set(modules) != set(own):
+      raise ConfigError(f"{path}: modules {sorted(modules)} != the model's {sorted(own)}")
+    for name, m in own.items():
+      if modules[name]["kind"] != _kind(m):
+        raise ConfigError(f"{path}: {name} is a {modules[name]['kind']}, the model's a {_kind(m)}")
+      row = _row_of(m, g, level_rows)
+      tables = {k: v for k, v in vars(m).items() if isinstance(v, Personal)}
+      mine = {k: rows.get(f"{name}/{k}") for k in tables}
+      for k, var in tables.items():
+        if mine[k] is None or tuple(mine[k].shape) != tuple(var[...].shape[1:]):
+          got = None if mine[k] is None else mine[k].shape
+          raise ConfigError(f"{path}: {name}/{k} has shape {got}, expected "
+                            f"{var[...].shape[1:]} (options {modules[name]['options']} vs "
+                            f"{m.describe()})")
+      for k, value in m.adapt_rows(mine, modules[name]["options"]).items():
+        var = tables[k]
+        var[...] = var[...].at[row].set(np.asarray(value).astype(var[...].dtype))

@@ -2,7 +2,7 @@
 
 Prompts are left-padded to a bucketed length, so calls with similar prompts reuse one compiled
 program; prefill and the whole decode loop (`lax.while_loop`) run inside a single jit. Each row
-carries its own group id, so one batch mixes users' adapters and soft prompts.
+carries its own group id, so one batch mixes users' personal parameters.
 """
 import dataclasses
 import functools
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from perjax.bounded_inputs import fit_prompts, prompt_limit
 from perjax.errors import ConfigError
 
 
@@ -25,10 +26,23 @@ class SamplingConfig:
   top_p: float = 1.0
 
   def __post_init__(self):
-    if self.max_new_tokens < 1:
-      raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-    if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-      raise ConfigError(f"invalid sampling settings {self}")
+    bad = sampling_problem(self)
+    if bad:
+      raise ConfigError(bad)
+
+
+def sampling_problem(s: SamplingConfig) -> str | None:
+  """The first invalid field of `s`, as a one-line message naming it; None when all are fine."""
+  is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+  if not is_int(s.max_new_tokens) or s.max_new_tokens < 1:
+    return f"max_new_tokens must be an integer >= 1, got {s.max_new_tokens!r}"
+  if not isinstance(s.temperature, (int, float)) or not 0 <= s.temperature < float("inf"):
+    return f"temperature must be a finite number >= 0 (0 = greedy), got {s.temperature!r}"
+  if not is_int(s.top_k) or s.top_k < 0:
+    return f"top_k must be an integer >= 0 (0 = off), got {s.top_k!r}"
+  if not isinstance(s.top_p, (int, float)) or not 0 < s.top_p <= 1:
+    return f"top_p must be in (0, 1] (1 = off), got {s.top_p!r}"
+  return None
 
 
 def bucket_length(n: int, multiple: int = 32) -> int:
@@ -63,9 +77,9 @@ def _generate(graphdef, state, layers, ids, mask, group_ids, rng, *, sampling, e
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
   cache = model.init_cache(B, start + sampling.max_new_tokens)
-  lora = model.gather_lora(group_ids, per_layer=True)  # once: every step uses the same rows
+  rows = model.gather_personal(group_ids, per_layer=True)  # once: every step uses the same rows
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
-                                cache_index=0, last_logits_only=True, layers=layers, lora=lora)
+                                cache_index=0, last_logits_only=True, layers=layers, rows=rows)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
   out = jnp.full((B, sampling.max_new_tokens), pad_id, jnp.int32)
   eos = jnp.asarray(eos_ids, jnp.int32)
@@ -89,7 +103,7 @@ def _generate(graphdef, state, layers, ids, mask, group_ids, rng, *, sampling, e
     logits, cache = model.forward(
         token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
         cache=cache, cache_index=start + i, positions=positions[:, None], layers=layers,
-        lora=lora)
+        rows=rows)
     return i + 1, logits[:, 0], cache, out, done, positions + 1
 
   done = jnp.zeros((B,), jnp.bool_)
@@ -108,6 +122,7 @@ class Generator:
     self.config = model.config
     self.tokenizer = tokenizer
     self.bucket = bucket
+    self.prefix_len = int(getattr(model, "prefix_len", 0))  # soft-prompt slots before the prompt
     # Benchmarks switch EOS off so every row decodes the full length, like min_new_tokens.
     self.eos_ids = tuple(model.config.eos_token_ids) if stop_at_eos else ()
 
@@ -149,19 +164,34 @@ class Generator:
     return results
 
   def encode_prompts(self, texts: Sequence[str], *, chat: bool = True,
-                     system: str | None = None) -> list[list[int]]:
+                     system: "str | Sequence[str | None] | None" = None, reserve: int = 0,
+                     max_tokens: int | None = None) -> list[list[int]]:
+    """Token ids of each (chat-formatted) prompt, cut to fit the model's context less
+    `reserve` tokens for the answer, and to `max_tokens` if given (see `bounded_inputs`).
+    `system` is one system message for every text, or one per text (None or "": none)."""
     tok = self.tokenizer
+    systems = [system] * len(texts) if system is None or isinstance(system, str) else system
+    if len(systems) != len(texts):
+      raise ValueError(f"{len(systems)} system messages for {len(texts)} prompts")
     if chat and tok.chat_template:
-      messages = [([{"role": "system", "content": system}] if system else []) +
-                  [{"role": "user", "content": t}] for t in texts]
-      return [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True,
-                                      return_dict=False) for m in messages]
-    return [tok(t).input_ids for t in texts]
+      messages = [([{"role": "system", "content": s}] if s else []) +
+                  [{"role": "user", "content": t}] for t, s in zip(texts, systems)]
+      ids = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True,
+                                     return_dict=False) for m in messages]
+    else:
+      ids = [tok(t).input_ids for t in texts]
+    limit = prompt_limit(self.config.max_position, reserve=reserve, prefix=self.prefix_len,
+                         max_tokens=max_tokens)
+    why = (f"(the model's context of {self.config.max_position}"
+           f"{f' less {reserve} for the answer' if reserve else ''}"
+           f"{' or eval.max_prompt_tokens' if max_tokens else ''}) ")
+    return fit_prompts(ids, limit, why=why)
 
   def generate(self, texts: Sequence[str], *, group_ids=None, chat: bool = True,
                system: str | None = None, sampling: SamplingConfig = SamplingConfig(),
                seed: int = 0) -> list[str]:
     """Decoded continuations (special tokens dropped) for each text."""
-    prompts = self.encode_prompts(texts, chat=chat, system=system)
+    prompts = self.encode_prompts(texts, chat=chat, system=system,
+                                  reserve=sampling.max_new_tokens)
     outs = self.generate_ids(prompts, group_ids=group_ids, sampling=sampling, seed=seed)
     return [self.tokenizer.decode(o, skip_special_tokens=True) for o in outs]

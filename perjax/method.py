@@ -3,43 +3,36 @@
 A method fills up to three slots, each with one fixed signature:
 
   prompt(examples, prompts, ctx) -> prompts          prompting: rewrite each example's prompt
-  personal(options) -> {PersonalConfig field: value}  embedding / finetuning: personal parameters
+                                                      (a str or a Prompt with a system message;
+                                                      `perjax.prompting`)
+  personal(options) -> factory(groups=, dims=, rngs=) -> PersonalModule
+                                                      embedding / finetuning: a personal module
   objective(model, batch, rng, num_groups, *, options) -> (loss, metrics)   the training loss
 
-`options` is the method's own config block (`config.<name>`, from `defaults`). A config names one
-method or several joined by '+' (`rag+lora` is OPPU): prompts are rewritten in order, personal
-parameter contributions merge, and at most one method may define the objective (the default is
-the LM loss on the targets whenever there are personal parameters). A method whose objective
-trains on preference pairs (`pairwise=True`, e.g. DPO) gets preference batches
-(`batching.make_preference_batch`) and needs a preference task.
+`options` is the method's own config block (from `defaults`). A config names one method or several
+joined by '+' (`rag+lora` is OPPU): prompts are rewritten in order, every personal module acts
+(in order), and at most one method may define the objective (the default is the LM loss on the
+targets whenever there are personal parameters). `name@level` puts a method's personal module at
+another granularity than the run's: `lora@global+lora` is a shared adapter plus a per-user
+residual. A method whose objective trains on preference pairs (`pairwise=True`, e.g. DPO) gets
+preference batches (`batching.make_preference_batch`) and needs a preference task.
 """
 import dataclasses
-import difflib
 import functools
 from typing import Any, Callable, Mapping, Sequence
 
 from perjax.data.schema import PersonalizedExample
 from perjax.errors import ConfigError
-from perjax.models.personal import PersonalConfig
-from perjax.registry import METHODS, MethodInfo, load_plugins
+from perjax.models.personal import ModuleSpec
+from perjax.prompting import Prompt, PromptContext, apply_prompts
+from perjax.registry import METHODS, MethodInfo, calling_module, load_plugins
 from perjax.taxonomy import Granularity, Technique, parse_granularity
 from perjax.training import objectives
 
 
-@dataclasses.dataclass(frozen=True)
-class PromptContext:
-  """What a prompting method may use: its options, the split, the granularity's pool, a seed,
-  and a lazily loaded sentence encoder (dense retrieval)."""
-  options: Mapping[str, Any]
-  split: str
-  pool_by: Granularity
-  persona_of: Mapping[str, str]
-  seed: int = 0
-  encoder: Callable[[], Any] | None = None
-
-
-PromptFn = Callable[[Sequence[PersonalizedExample], list[str], PromptContext], list[str]]
-PersonalFn = Callable[[Mapping[str, Any]], dict]
+PromptFn = Callable[[Sequence[PersonalizedExample], list[str], PromptContext],
+                    list["str | Prompt"]]
+PersonalFn = Callable[[Mapping[str, Any]], Callable]
 ObjectiveFn = Callable[..., tuple]
 
 
@@ -65,7 +58,7 @@ def register(method: Method) -> Method:
   if tech != Technique.PROMPTING and method.personal is None and method.objective is None:
     raise ValueError(f"{tech.value} method {method.name!r} defines neither personal() nor "
                      "objective()")
-  return METHODS.register(method.name, method)
+  return METHODS.register(method.name, method, origin=calling_module())
 
 
 lm_objective = objectives.lm_loss  # the default: LM loss on the targets, mean per group
@@ -73,39 +66,49 @@ lm_objective = objectives.lm_loss  # the default: LM loss on the targets, mean p
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-  """Composed methods for one granularity."""
+  """Composed methods for one granularity: their personal modules (`ModuleSpec`s, level None =
+  the run's granularity) and the training objective."""
   methods: tuple[Method, ...]
-  personal_fields: Mapping[str, Any]
+  modules: tuple[ModuleSpec, ...]
   objective: ObjectiveFn | None
   pairwise: bool = False
 
   @property
   def trains(self) -> bool:
-    return bool(self.personal_fields) or self.objective is not None
+    return bool(self.modules) or self.objective is not None
 
-  def personal_config(self, groups: int) -> PersonalConfig | None:
-    return PersonalConfig(groups=groups, **self.personal_fields) if self.personal_fields else None
+  @property
+  def levels(self) -> tuple[str, ...]:
+    """The granularities other than the run's that personal modules sit at."""
+    return tuple(dict.fromkeys(m.level for m in self.modules if m.level is not None))
 
-  def prompts(self, examples, make_ctx: Callable[[Method], PromptContext]) -> list[str]:
-    """The final prompt text of each example: its input rewritten by each prompting slot."""
-    texts = [e.input for e in examples]
-    for m in self.methods:
-      if m.prompt is not None:
-        texts = m.prompt(examples, texts, make_ctx(m))
-        if len(texts) != len(examples):
-          raise RuntimeError(f"method {m.name!r} returned {len(texts)} prompts for "
-                             f"{len(examples)} examples")
-    return texts
+  def prompts(self, examples, make_ctx: Callable[[Method], PromptContext],
+              system: str | None = None) -> list[Prompt]:
+    """Each example's final `Prompt` (user message and system message): its input rewritten
+    by each prompting slot in order (`perjax.prompting`)."""
+    return apply_prompts(self.methods, examples, make_ctx, system)
 
 
 def get_method(name: str) -> Method:
   load_plugins()
-  if name not in METHODS:
-    near = difflib.get_close_matches(name, METHODS.names(), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(map(repr, near))}?" if near else (
-        f"known: {', '.join(METHODS.names())}")
-    raise ConfigError(f"unknown method {name!r}; {hint}")
-  return METHODS.get(name)
+  return METHODS.get(name)  # an unknown name is a ConfigError suggesting near matches
+
+
+def parse_spec(spec: str) -> list[tuple[str, str | None]]:
+  """'rag+lora@global+lora' -> [(method, level or None), ...]."""
+  parts = [n.strip() for n in spec.split("+")]
+  if not all(parts):
+    raise ConfigError(f"empty method name in {spec!r}")
+  dupes = sorted({n for n in parts if parts.count(n) > 1})
+  if dupes:
+    raise ConfigError(f"method {dupes[0]!r} appears twice in {spec!r}")
+  out = []
+  for part in parts:
+    name, at, level = part.partition("@")
+    if at and not level:
+      raise ConfigError(f"empty level after '@' in {part!r}")
+    out.append((name.strip(), parse_granularity(level.strip()).value if at else None))
+  return out
 
 
 def compose(spec: str, granularity: "str | Granularity",
@@ -113,36 +116,35 @@ def compose(spec: str, granularity: "str | Granularity",
   """The `Recipe` for a '+'-joined method spec at a granularity, or a ConfigError saying why the
   combination is impossible. `options(name)` returns a method's config block."""
   granularity = parse_granularity(granularity)
-  names = [n.strip() for n in spec.split("+")]
-  if not all(names):
-    raise ConfigError(f"empty method name in {spec!r}")
-  dupes = sorted({n for n in names if names.count(n) > 1})
-  if dupes:
-    raise ConfigError(f"method {dupes[0]!r} appears twice in {spec!r}")
-  methods = tuple(get_method(n) for n in names)
-  fields: dict[str, Any] = {}
-  owner: dict[str, str] = {}
+  parsed = parse_spec(spec)
+  methods, modules = [], []
   objective, objective_owner, pairwise = None, None, False
-  for m in methods:
-    if granularity not in m.info.granularities:
-      raise ConfigError(f"method {m.name!r} does not support granularity {granularity.value!r}; "
+  for name, level in parsed:
+    m = get_method(name)
+    at = parse_granularity(level) if level else granularity
+    if at not in m.info.granularities:
+      raise ConfigError(f"method {m.name!r} does not support granularity {at.value!r}; "
                         f"it supports {[g.value for g in m.info.granularities]}")
+    if level is not None and m.personal is None:
+      raise ConfigError(f"'{name}@{level}': only a method with personal parameters can sit at "
+                        "its own level")
+    if level == granularity.value:
+      level = None
     if m.personal is not None:
-      for key, value in m.personal(options(m.name)).items():
-        if key in owner:
-          raise ConfigError(f"methods {owner[key]!r} and {m.name!r} both set the personal "
-                            f"parameter {key!r}; they cannot be combined")
-        fields[key], owner[key] = value, m.name
-    if m.objective is not None:
+      label = name if level is None else f"{name}@{level}"
+      modules.append(ModuleSpec(label.replace("@", "_at_"), level, m.personal(options(m.name))))
+    if m.objective is not None and m not in methods:
       if objective is not None:
         raise ConfigError(f"methods {objective_owner!r} and {m.name!r} both define the training "
                           "objective; they cannot be combined")
       # the method's options reach its objective bound, so configs can set e.g. dpo.beta
       objective = functools.partial(m.objective, options=dict(options(m.name)))
       objective_owner, pairwise = m.name, m.pairwise
-  unknown = set(fields) - {f.name for f in dataclasses.fields(PersonalConfig)}
-  if unknown:
-    raise ConfigError(f"unknown personal parameter field(s) {sorted(unknown)}")
-  if fields and objective is None:
+    if m not in methods:
+      methods.append(m)
+  names = [s.name for s in modules]
+  if len(set(names)) != len(names):
+    raise ConfigError(f"two personal modules of {spec!r} sit at the same level")
+  if modules and objective is None:
     objective = lm_objective
-  return Recipe(methods, fields, objective, pairwise)
+  return Recipe(tuple(methods), tuple(modules), objective, pairwise)

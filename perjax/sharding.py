@@ -5,8 +5,8 @@
 - base weights, their optimizer state, the step and the rng: replicated.
 
 The rule when `G` is not a multiple of the `groups` axis size: that leaf is *replicated* (still
-correct, just not memory-split). To split it, build the model with
-`PersonalConfig(groups=padded_groups(G, mesh))`: the extra rows never get examples, so
+correct, just not memory-split). To split it, build the personal modules with
+`padded_groups(G, mesh)` rows: the extra rows never get examples, so
 `optim.per_group` leaves them and their optimizer state untouched; they only cost memory.
 Likewise `B` must be a multiple of the `data` size, or the batch is replicated.
 
@@ -41,18 +41,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def _table_sharding(x, mesh: Mesh, num_groups: int) -> NamedSharding:
+def _table_sharding(x, mesh: Mesh) -> NamedSharding:
+  # every personal leaf (and its per-group optimizer state) leads with its module's group axis
   shape = getattr(x, "shape", ())
-  if len(shape) >= 1 and shape[0] == num_groups and num_groups % mesh.shape["groups"] == 0:
+  if len(shape) >= 1 and shape[0] % mesh.shape["groups"] == 0:
     return NamedSharding(mesh, P("groups"))
   return replicated(mesh)
 
 
 def state_shardings(state, mesh: Mesh):
   """A TrainState-shaped tree of NamedShardings for `state` (see the module docstring)."""
-  from perjax.training.step import num_groups_of
-  G = num_groups_of(state.personal)
-  table = lambda tree: jax.tree.map(lambda x: _table_sharding(x, mesh, G), tree)
+  table = lambda tree: jax.tree.map(lambda x: _table_sharding(x, mesh), tree)
   rep = lambda tree: jax.tree.map(lambda _: replicated(mesh), tree)
   return state.replace(step=replicated(mesh), personal=table(state.personal),
                        opt_personal=table(state.opt_personal), base=rep(state.base),

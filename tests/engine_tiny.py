@@ -5,7 +5,7 @@ import optax
 from flax import nnx
 
 from perjax.models.llama import Llama, tiny_llama_config
-from perjax.models.personal import PersonalConfig
+from personal_tiny import lora_b, personal as make_personal
 from perjax.training import batching, objectives, step as steplib
 
 SEQ = 11
@@ -16,13 +16,13 @@ def tiny_model(groups=3, rank=3, prompt_len=2, targets=("q", "v"), seed=0, b_sca
   """A 2-layer tiny Llama; `b_scale` > 0 gives LoRA `b` random non-zero values."""
   config = tiny_llama_config(num_layers=2, vocab_size=67, hidden_size=30, intermediate_size=38,
                              num_heads=3, num_kv_heads=1, head_dim=10, **cfg)
-  personal = PersonalConfig(groups=groups, lora_rank=rank, lora_alpha=alpha,
-                            lora_targets=targets, prompt_len=prompt_len)
+  personal = make_personal(groups=groups, rank=rank, prompt_len=prompt_len, targets=targets,
+                           alpha=alpha)
   model = Llama(config, personal=personal, rngs=nnx.Rngs(seed))
+  model.tiny_layout = (groups, rank, prompt_len, targets, alpha)  # a hashable cache key
   if b_scale and rank:
     key = jax.random.key(seed + 100)
-    for name in model.personal.targets:
-      var = getattr(model.personal, f"lora_{name}_b")
+    for var in lora_b(model):
       key, sub = jax.random.split(key)
       var.value = jax.random.normal(sub, var.value.shape) * b_scale
   return model
@@ -50,7 +50,7 @@ def batch(exs, accum=1, rows=6):
 
 def trainer(model, tx, *, donate=False, **kw):
   graphdef, state, ptx, btx = steplib.init_train_state(model, tx)
-  G = model.personal.config.groups
+  G = model.tiny_layout[0]
   step = steplib.make_train_step(graphdef, ptx, btx, objectives.lm_loss, G, donate=donate, **kw)
   return graphdef, state, step
 
@@ -60,7 +60,7 @@ _STEPS = {}  # one jitted step per optimizer and model layout, shared by tests (
 
 def run(model, tx_name, batches):
   """Train on `batches` in order with `OPTIMIZERS[tx_name]`; returns (state, per-step metrics)."""
-  key = (tx_name, model.config, model.personal.config)
+  key = (tx_name, model.config, model.tiny_layout)
   _, state, step = trainer(model, OPTIMIZERS[tx_name]())
   step = _STEPS.setdefault(key, step)
   metrics = []

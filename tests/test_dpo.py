@@ -59,7 +59,7 @@ def test_init_loss_is_log2_and_margins_zero():
 def _trainer(model, tx):
   graphdef, state, ptx, btx = steplib.init_train_state(model, tx)
   step = steplib.make_train_step(graphdef, ptx, btx, objective,
-                                 model.personal.config.groups, donate=False)
+                                 model.tiny_layout[0], donate=False)
   return state, step
 
 

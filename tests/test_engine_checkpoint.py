@@ -82,15 +82,19 @@ def test_load_into_a_different_lora_alpha_keeps_the_adapter(tmp_path):
 def test_export_from_train_state_and_mismatch_errors(tmp_path):
   model = tiny_model(b_scale=0.2)
   graphdef, state, _ = trainer(model, OPTIMIZERS["sgd"]())
-  with pytest.raises(ConfigError):
-    checkpoint.export_group(state, 0, tmp_path / "g0")  # no config: alpha unknown
-  checkpoint.export_group(state, 0, tmp_path / "g0", config=model.personal.config)
-  rows, cfg = checkpoint.read_group(tmp_path / "g0")
-  assert cfg == model.personal.config
-  np.testing.assert_array_equal(rows["personal/prompt"], personal_arrays(state)["personal/prompt"][0])
-  with pytest.raises(ConfigError):
-    checkpoint.load_groups(tiny_model(rank=2), {0: tmp_path / "g0"})
-  with pytest.raises(ConfigError):
+  with pytest.raises(ConfigError, match="merge_model"):
+    checkpoint.export_group(state, 0, tmp_path / "g0")  # a TrainState is not a model
+  checkpoint.export_group(merge_model(graphdef, state), 0, tmp_path / "g0")
+  rows, modules = checkpoint.read_group(tmp_path / "g0")
+  assert modules["lora"]["options"] == {"rank": 3, "alpha": 6.0, "targets": ["q", "v"]}
+  assert modules["soft_prompt"]["kind"] == "methods.soft_prompt.SoftPrompt"
+  np.testing.assert_array_equal(rows["soft_prompt/prompt"],
+                                personal_arrays(state)["personal/soft_prompt/prompt"][0])
+  with pytest.raises(ConfigError, match="has shape"):
+    checkpoint.load_groups(tiny_model(rank=2), {0: tmp_path / "g0"})  # another rank
+  with pytest.raises(ConfigError, match="modules"):
+    checkpoint.load_groups(tiny_model(prompt_len=0), {0: tmp_path / "g0"})  # no soft prompt
+  with pytest.raises(ConfigError, match="outside"):
     checkpoint.load_groups(merge_model(graphdef, state), {3: tmp_path / "g0"})
 
 

@@ -7,7 +7,8 @@ import pytest
 from perjax import generation
 from perjax.errors import ConfigError
 from perjax.generation import Generator, SamplingConfig
-from perjax.models import PersonalConfig, load
+from perjax.models import load
+from personal_tiny import personal as make_personal, randomize_lora_b
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +105,8 @@ def test_bad_inputs_raise_clear_errors(tiny):
 
 def test_mixed_groups_in_one_batch_equal_each_group_alone():
   model, tokenizer = load("tiny-llama", seed=5,
-                          personal=PersonalConfig(groups=3, lora_rank=2, prompt_len=2))
-  slots = model.personal
-  for i, name in enumerate(slots.targets):
-    b = getattr(slots, f"lora_{name}_b")
-    b[...] = jax.random.normal(jax.random.key(i), b[...].shape) * 0.3
+                          personal=make_personal(groups=3, rank=2, prompt_len=2))
+  randomize_lora_b(model, seed=0)
   gen = Generator(model, tokenizer, stop_at_eos=False)
   prompts = [[5, 6, 7], [9, 10], [11, 12, 13, 14], [5, 6, 7]]
   groups = [0, 1, 2, 2]
@@ -124,10 +122,8 @@ def test_personalized_generation_matches_the_full_forward(lora_rank):
   """Cached decoding (unrolled per-layer weights, soft prompt and adapters per row) equals
   re-running the whole forward pass for each token; a soft prompt alone included."""
   model, tokenizer = load("tiny-llama", seed=7,
-                          personal=PersonalConfig(groups=2, lora_rank=lora_rank, prompt_len=3))
-  for i, name in enumerate(model.personal.targets):
-    b = getattr(model.personal, f"lora_{name}_b")
-    b[...] = jax.random.normal(jax.random.key(i), b[...].shape) * 0.3
+                          personal=make_personal(groups=2, rank=lora_rank, prompt_len=3))
+  randomize_lora_b(model, seed=0)
   gen = Generator(model, tokenizer, stop_at_eos=False)
   prompts, groups = [[5, 17, 30, 4], [9, 9, 40]], [0, 1]
   out = gen.generate_ids(prompts, group_ids=groups, sampling=SamplingConfig(max_new_tokens=6))

@@ -8,22 +8,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from perjax.models import Llama, PersonalConfig, tiny_llama_config
+from perjax.models import Llama, tiny_llama_config
 from perjax.models.personal import Personal
+from personal_tiny import personal as make_personal, randomize_lora_b as _randomize_lora_b
 
-PERSONAL = PersonalConfig(groups=3, lora_rank=2, prompt_len=2)
+PERSONAL = make_personal(groups=3, rank=2, prompt_len=2)
 ALL_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 def _model(personal=None, seed=0, **overrides):
   return Llama(tiny_llama_config(**overrides), personal=personal, rngs=nnx.Rngs(seed))
-
-
-def _randomize_lora_b(model, scale=0.3):
-  """LoRA b starts at zero; make it matter."""
-  for i, name in enumerate(model.personal.targets):
-    b = getattr(model.personal, f"lora_{name}_b")
-    b[...] = jax.random.normal(jax.random.key(100 + i), b[...].shape) * scale
 
 
 def _ids(shape, seed=0):
@@ -151,8 +145,8 @@ def test_cached_decoding_equals_full_forward(overrides, with_personal):
 def test_zero_lora_gives_the_base_model():
   config = tiny_llama_config()
   base = Llama(config, rngs=nnx.Rngs(5))
-  personal = Llama(config, personal=PersonalConfig(groups=3, lora_rank=2,
-                                                   lora_targets=ALL_TARGETS),
+  personal = Llama(config, personal=make_personal(groups=3, rank=2,
+                                                     targets=ALL_TARGETS),
                    rngs=nnx.Rngs(6))
   nnx.update(personal, nnx.state(base))  # copy every base weight; LoRA b stays at zero
   ids = _ids((3, 9))
@@ -219,7 +213,7 @@ def test_bfloat16_is_close_to_float32(param_dtype):
 
 # -- (h) unrolled layers and the matmul's backward pass ---------------------------------------
 def test_unrolled_layers_equal_the_layer_scan_in_logits_and_lora_gradients():
-  personal = PersonalConfig(groups=3, lora_rank=2, lora_targets=ALL_TARGETS)
+  personal = make_personal(groups=3, rank=2, targets=ALL_TARGETS)
   scanned = Llama(tiny_llama_config(attention_bias=True), personal=personal, rngs=nnx.Rngs(5))
   unrolled = Llama(tiny_llama_config(attention_bias=True), personal=personal,
                    unroll_layers=True, rngs=nnx.Rngs(5))

@@ -12,16 +12,15 @@ from perjax import experiment, scoring
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.generation import Generator
-from perjax.models import PersonalConfig, load
+from perjax.models import load
+from personal_tiny import personal as make_personal, randomize_lora_b
 
 
 @pytest.fixture(scope="module")
 def personal_gen():
   model, tokenizer = load("tiny-llama", seed=7,
-                          personal=PersonalConfig(groups=3, lora_rank=2, prompt_len=2))
-  for i, name in enumerate(model.personal.targets):  # LoRA b starts at zero; make it matter
-    b = getattr(model.personal, f"lora_{name}_b")
-    b[...] = jax.random.normal(jax.random.key(10 + i), b[...].shape) * 0.3
+                          personal=make_personal(groups=3, rank=2, prompt_len=2))
+  randomize_lora_b(model, seed=10)
   return model, Generator(model, tokenizer)
 
 

@@ -10,16 +10,24 @@ import jax
 import numpy as np
 
 from perjax.generation import Generator, SamplingConfig
-from perjax.models import PersonalConfig, load
+from perjax.method import get_method
+from perjax.models import load
+from perjax.models.personal import single
+
+
+def lora_builder(groups: int, rank: int):
+  """The registered `lora` method's module, rank `rank` on q and v (the reference's setting)."""
+  factory = get_method("lora").personal({"rank": rank, "alpha": 2 * rank, "targets": "q,v"})
+  return single(factory, groups, name="lora")
 
 
 def randomize_lora_b(model, seed: int = 0, scale: float = 0.02) -> None:
   """Give every adapter a non-zero B, so each really changes the output (as peft's
   init_lora_weights=False does in the reference)."""
-  slots = model.personal
+  lora = model.personal.lora
   key = jax.random.key(seed)
-  for i, name in enumerate(slots.targets):
-    b = getattr(slots, f"lora_{name}_b")
+  for i, name in enumerate(lora.targets):
+    b = getattr(lora, f"{name}_b")
     b[...] = jax.random.normal(jax.random.fold_in(key, i), b[...].shape, b[...].dtype) * scale
 
 
@@ -27,8 +35,7 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
                    adapters: int = 0, rank: int = 8, dtype: str = "bfloat16",
                    random_weights: bool = False,
                    repeats: int = 2) -> dict:
-  personal = PersonalConfig(groups=adapters, lora_rank=rank, lora_targets=("q", "v")) \
-      if adapters else None
+  personal = lora_builder(adapters, rank) if adapters else None
   # weights are stored in the compute dtype, so bfloat16 also halves the bytes read per token
   model, tokenizer = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype,
                           progress=False, random_weights=random_weights)

@@ -9,7 +9,8 @@ import time
 import jax
 import numpy as np
 
-from perjax.models import PersonalConfig, load
+from perjax.bench.generate import lora_builder
+from perjax.models import load
 from perjax.training.objectives import lm_loss
 from perjax.training.optim import make_optimizer
 from perjax.training.step import init_train_state, make_train_step
@@ -18,7 +19,7 @@ from perjax.training.step import init_train_state, make_train_step
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
                 devices: int = 1, dtype: str = "float32", random_weights: bool = False,
                 seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = False) -> dict:
-  personal = PersonalConfig(groups=users, lora_rank=rank, lora_targets=("q", "v"))
+  personal = lora_builder(users, rank)
   # The frozen base is stored in the compute dtype; the LoRA weights and AdamW moments are
   # float32 whatever the dtype (mixed precision).
   model, _ = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype, progress=False,

@@ -17,16 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
+from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
 from perjax.experiment import predict, preference
+from perjax.experiment.options import check_run, granularity_options, method_options
 from perjax.experiment.train import train
+from perjax.experiment.validate import check_settings
+from perjax.experiment.workdir import (WorkdirLock, check_writable, claim,
+                                       finished_metrics)
 from perjax.generation import Generator
 from perjax.grouping import GroupingContext
-from perjax.method import PromptContext, compose
+from perjax.pools import Pools
+from perjax.prompting import Prompt, PromptContext
 from perjax.metrics import evaluate_task
-from perjax.registry import GRANULARITIES, load_plugins
+from perjax.registry import GRANULARITIES
 
 # bm25s sets its logger to DEBUG on import and logs every index build; keep warnings only.
 logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WARNING)
@@ -57,6 +63,17 @@ def load_model(config, personal):
                                seed=config.seed, unroll_layers=config.unroll_layers), tokenizer
 
 
+def personal_builder(recipe, groups):
+  """The builder of the recipe's personal modules: the run's granularity has `groups`' rows; a
+  module at the global level has one shared row."""
+  from perjax.models.personal import stack_builder
+  other = [level for level in recipe.levels if level != "global"]
+  if other:
+    raise ConfigError(f"personal modules at level {other[0]!r} are not supported by the "
+                      "runner yet; use '@global' or the run's own granularity")
+  return stack_builder(recipe.modules, {None: groups.num_groups, "global": 1})
+
+
 def subsample(examples, n: int, seed: int):
   """At most n examples (0: all), a seeded draw kept in the original order."""
   if not n or len(examples) <= n:
@@ -65,57 +82,41 @@ def subsample(examples, n: int, seed: int):
   return [examples[i] for i in keep]
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    out.update(_flatten(v, prefix + k + ".") if isinstance(v, dict) else {prefix + k: v})
-  return out
-
-
-def _claim(workdir: Path, resolved: str) -> None:
-  """Writes DIR/config.json, or checks that the run already in progress there has the same
-  config."""
-  path = workdir / CONFIG_FILE
-  started = (workdir / METRICS_FILE).exists() or (workdir / "checkpoints").exists()
-  if path.exists() and started:  # without progress, a failed start's config is just replaced
-    old, new = json.loads(path.read_text()), json.loads(resolved)
-    if old != new:
-      fo, fn = _flatten(old), _flatten(new)
-      diff = sorted(k for k in fo.keys() | fn.keys() if fo.get(k) != fn.get(k))
-      raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "
-                        "use a new --workdir")
-    return
-  workdir.mkdir(parents=True, exist_ok=True)
-  path.write_text(resolved + "\n")
-
-
-def _options(config, name: str) -> dict:
-  return config[name].to_dict() if name in config else {}
-
-
 def fill_labels(text: str, labels) -> str:
   """`{labels}` in a config's prompt text becomes the task's label list."""
   return text.replace("{labels}", ", ".join(labels or ()))
 
 
-def build_prompts(recipe, groups, examples, split, config, labels=None) -> list[str]:
-  persona_of = groups.pools(examples)
+def build_prompts(recipe, pools, examples, split, config, labels=None) -> list[Prompt]:
+  """Each example's final `Prompt`: the prompting slots' user message plus the config's
+  suffix, and its system message (the config's, unless a slot set one)."""
+  system = fill_labels(config.prompt.system, labels) or None
   make_ctx = lambda m: PromptContext(
-      options=_options(config, m.name), split=split, pool_by=groups.pool_by,
-      persona_of=persona_of, seed=config.seed, encoder=lambda: _encoder(config.encoder))
+      options=method_options(config, m.name), split=split, pools=pools, system=system,
+      seed=config.seed, encoder=lambda: _encoder(config.encoder))
   suffix = fill_labels(config.prompt.suffix, labels)
-  return [p + suffix for p in recipe.prompts(examples, make_ctx)]
+  return [Prompt(p.text + suffix, p.system)
+          for p in recipe.prompts(examples, make_ctx, system)]
 
 
 def train_and_evaluate(config, workdir) -> dict:
   """Runs (or resumes, or just returns) the experiment `config` in `workdir`; returns metrics."""
   workdir = Path(workdir)
-  load_plugins()
-  recipe = compose(config.method, config.granularity, lambda n: _options(config, n))
-  _claim(workdir, cfg.to_json(config))
-  if (workdir / METRICS_FILE).exists():
-    print(f"{workdir}: finished already", file=sys.stderr)
-    return json.loads((workdir / METRICS_FILE).read_text())
+  recipe = check_run(config)
+  check_settings(config, trains=recipe.trains)  # before the workdir is touched
+  # The whole run holds the workdir's lock: claim, finished check and outputs cannot interleave
+  # with another run's.
+  with WorkdirLock(workdir):
+    claim(workdir, cfg.to_json(config))
+    metrics = finished_metrics(workdir)
+    if metrics is not None:
+      print(f"{workdir}: finished already", file=sys.stderr)
+      return metrics
+    check_writable(workdir)
+    return _run(config, workdir, recipe)
+
+
+def _run(config, workdir: Path, recipe) -> dict:
   task = load_dataset(config.data.name, **config.data.params.to_dict())
   split = config.eval.split
   if split not in task.splits:
@@ -130,43 +131,49 @@ def train_and_evaluate(config, workdir) -> dict:
 
   grouping = GRANULARITIES.get(config.granularity)
   groups = grouping.fit(train_examples, GroupingContext(
-      options=_options(config, grouping.name), seed=config.seed,
+      options=granularity_options(config, grouping.name), seed=config.seed,
       encoder=lambda: _encoder(config.encoder)))
   print(f"{workdir}: {config.method} @ {config.granularity} ({groups.num_groups} groups), "
         f"{len(train_examples)} train / {len(eval_examples)} {split} examples", file=sys.stderr)
 
-  model, tokenizer = load_model(config, recipe.personal_config(groups.num_groups))
+  model, tokenizer = load_model(config, personal_builder(recipe, groups))
   generator = Generator(model, tokenizer)
-  system = fill_labels(config.prompt.system, task.labels) or None
+  # Prompting methods draw from pools over every example of the run (training users' profiles
+  # included); preference pairs carry no profiles.
+  sources = train_examples + eval_examples
+  pools = Pools(preference.as_prompted(sources) if pairs else sources, groups)
   if pairs:
-    prompts_of = lambda ex, s: build_prompts(recipe, groups, ex, s, config, task.labels)
+    prompts_of = lambda ex, s: build_prompts(recipe, pools, ex, s, config, task.labels)
     return _finish(workdir, *preference.run(model, generator, recipe, groups, train_examples,
-                                            eval_examples, prompts_of, config, workdir,
-                                            system=system))
+                                            eval_examples, prompts_of, config, workdir))
   if recipe.trains:
-    prompts = build_prompts(recipe, groups, train_examples, "train", config, task.labels)
-    model = train(model, generator, recipe, prompts, [e.target for e in train_examples],
-                  groups.group_ids(train_examples), groups.num_groups, config, workdir,
-                  system=system)
+    prompts = build_prompts(recipe, pools, train_examples, "train", config, task.labels)
+    model = train(model, generator, recipe, [p.text for p in prompts],
+                  [e.target for e in train_examples], groups.group_ids(train_examples),
+                  groups.num_groups, config, workdir, system=[p.system for p in prompts])
     generator.refresh(model)
 
-  prompts = build_prompts(recipe, groups, eval_examples, split, config, task.labels)
+  prompts = build_prompts(recipe, pools, eval_examples, split, config, task.labels)
   group_ids = groups.group_ids(eval_examples)
-  outputs, preds = predict.predict(generator, prompts, group_ids, task.labels, config,
-                                   system=system)
+  outputs, preds = predict.predict(generator, [p.text for p in prompts], group_ids, task.labels,
+                                   config, system=[p.system for p in prompts])
   metrics = evaluate_task(task, split, {e.id: p for e, p in zip(eval_examples, preds)})
 
   return _finish(workdir, metrics, [
-      {"id": e.id, "user_id": e.user_id, "group": int(g), "output": o, "prediction": p,
-       "target": e.target} for e, g, o, p in zip(eval_examples, group_ids, outputs, preds)])
+      {"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text, "system": q.system,
+       "output": o, "prediction": p, "target": e.target}
+      for e, g, q, o, p in zip(eval_examples, group_ids, prompts, outputs, preds)])
 
 
 def _finish(workdir: Path, metrics: dict, records: list[dict]) -> dict:
   """Writes the predictions, then metrics.json (last: its presence marks the run finished)."""
+  # Checked first, so a non-finite metric leaves no half-written outputs behind.
+  text = strict_json.dumps(metrics, what="metric", indent=1,
+                           hint="the predictions or golds hold a non-finite number")
   with open(workdir / PREDICTIONS_FILE, "w") as f:
     for r in records:
-      f.write(json.dumps(r) + "\n")
+      f.write(strict_json.dumps(r, what="prediction record") + "\n")
   tmp = workdir / (METRICS_FILE + ".tmp")
-  tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+  tmp.write_text(text + "\n")
   tmp.replace(workdir / METRICS_FILE)
   return metrics

@@ -8,7 +8,7 @@
 from perjax.models.encoder import load_encoder
 from perjax.models.decoder_loading import load, load_decoder
 from perjax.models.llama import Llama, LlamaConfig, tiny_llama_config
-from perjax.models.personal import Personal, PersonalConfig
+from perjax.models.personal import Personal, PersonalModule, PersonalStack
 
 __all__ = ["load", "load_decoder", "load_encoder", "Llama", "LlamaConfig", "Personal",
-           "PersonalConfig", "tiny_llama_config"]
+           "PersonalModule", "PersonalStack", "tiny_llama_config"]

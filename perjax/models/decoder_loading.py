@@ -10,8 +10,7 @@ from flax import nnx
 
 from perjax.errors import PerjaxError
 from perjax.models import zoo
-from perjax.models.llama import Llama, LlamaConfig, tiny_llama_config
-from perjax.models.personal import PersonalConfig
+from perjax.models.llama import Llama, LlamaConfig, dims, tiny_llama_config
 from perjax.models.tiny_tokenizer import byte_tokenizer
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -47,10 +46,11 @@ def read_checkpoint(name: str, progress: bool = True):
   raise PerjaxError(f"{path} is neither a .gguf file nor a Hugging Face model folder")
 
 
-def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig | None = None,
+def build(config: LlamaConfig, weights: dict | None, *, personal=None,
           dtype="float32", param_dtype="float32", seed: int = 0,
           unroll_layers: bool = False) -> Llama:
-  """A Llama with the given base weights (random when None) and freshly initialised personal slots."""
+  """A Llama with the given base weights (random when None) and freshly initialised personal
+  modules (`personal`: a builder (dims, rngs) -> PersonalStack, see `models.personal`)."""
   dtype, param_dtype = _dtype(dtype), _dtype(param_dtype)
   make = lambda: Llama(config, personal=personal, dtype=dtype, param_dtype=param_dtype,
                        unroll_layers=unroll_layers, rngs=nnx.Rngs(seed))
@@ -66,19 +66,14 @@ def build(config: LlamaConfig, weights: dict | None, *, personal: PersonalConfig
   for field in pure["layers"]:
     pure["layers"][field] = weights["layers"][field]
   if personal is not None:  # small: initialise for real, outside eval_shape
-    from perjax.models.llama import PERSONAL_DTYPE, projection_shapes
-    from perjax.models.personal import PersonalSlots
-    slots = PersonalSlots(personal, num_layers=config.num_layers, hidden_size=config.hidden_size,
-                          projection_shapes=projection_shapes(config), param_dtype=PERSONAL_DTYPE,
-                          rngs=nnx.Rngs(seed))
-    pure["personal"] = nnx.state(slots).to_pure_dict()
+    pure["personal"] = nnx.state(personal(dims(config), nnx.Rngs(seed))).to_pure_dict()
   pure = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), pure,
                       state.to_pure_dict())
   nnx.replace_by_pure_dict(state, pure)
   return nnx.merge(graphdef, state)
 
 
-def load_decoder(name: str, *, personal: PersonalConfig | None = None, dtype="float32",
+def load_decoder(name: str, *, personal=None, dtype="float32",
                  param_dtype="float32", seed: int = 0, progress: bool = True,
                  random_weights: bool = False, unroll_layers: bool = False):
   """(model, tokenizer). `name`: a zoo name, `tiny-llama`, a .gguf path, a HF folder or hub id.

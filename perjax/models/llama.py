@@ -3,8 +3,9 @@
 Layer weights are stacked on a leading layer axis and applied with `lax.scan`, so a 30-layer
 model compiles one layer, not thirty (compile time dominates short CPU runs).
 
-Personal parameters (per-group LoRA, per-group soft prompts) are `Personal` variables stacked on
-a group axis `[G, ...]`; each example picks its row by `group_ids`, inside the jitted step.
+Personal parameters are plugins (`perjax.models.personal`): group-stacked modules acting at named
+hook points (prefix, embeddings, each projection's output, the residual stream, the final hidden
+state); each example picks its rows by `group_ids`, inside the jitted step.
 """
 import dataclasses
 import functools
@@ -16,13 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from perjax.models.personal import Personal, PersonalConfig, PersonalSlots
+from perjax.models.personal import Dims, PersonalStack
 from perjax.models.rope import rope_frequencies, apply_rope
 
 _MASK_VALUE = -1e30
-# Personal parameters are trained, so they keep float32 master values whatever the base's
-# storage dtype (mixed precision: they are cast to the compute dtype where they are used).
-PERSONAL_DTYPE = jnp.float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +102,7 @@ class LayerStack(nnx.Module):
     return {name: v[...] for name, v in vars(self).items() if isinstance(v, nnx.Variable)}
 
 
-# Projections that LoRA can target, with their (input, output) feature sizes.
+# The linear projections (hook points "proj.<name>"), with their (input, output) feature sizes.
 def projection_shapes(c: LlamaConfig) -> dict[str, tuple[int, int]]:
   q_dim, kv_dim = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
   d, f = c.hidden_size, c.intermediate_size
@@ -112,10 +110,16 @@ def projection_shapes(c: LlamaConfig) -> dict[str, tuple[int, int]]:
           "gate": (d, f), "up": (d, f), "down": (f, d)}
 
 
+def dims(c: LlamaConfig) -> Dims:
+  """The geometry personal modules are shaped by."""
+  return Dims(num_layers=c.num_layers, hidden_size=c.hidden_size,
+              projections=projection_shapes(c))
+
+
 class Llama(nnx.Module):
   """Decoder-only transformer. `model(input_ids)` -> logits `[B, T, V]`."""
 
-  def __init__(self, config: LlamaConfig, *, personal: PersonalConfig | None = None,
+  def __init__(self, config: LlamaConfig, *, personal=None,
                dtype=jnp.float32, param_dtype=jnp.float32, unroll_layers: bool = False,
                rngs: nnx.Rngs | None = None):
     rngs = rngs or nnx.Rngs(0)
@@ -129,26 +133,28 @@ class Llama(nnx.Module):
     self.final_norm = nnx.Param(jnp.ones((c.hidden_size,), param_dtype))
     self.lm_head = None if c.tie_embeddings else nnx.Param(
         jax.random.normal(rngs.params(), (c.hidden_size, c.vocab_size), param_dtype) * 0.02)
-    self.personal = None if personal is None else PersonalSlots(
-        personal, num_layers=c.num_layers, hidden_size=c.hidden_size,
-        projection_shapes=projection_shapes(c), param_dtype=PERSONAL_DTYPE, rngs=rngs)
+    # `personal`: a builder (dims, rngs) -> PersonalStack, e.g. `personal.single(factory, G)`
+    self.personal: PersonalStack | None = None if personal is None else personal(dims(c), rngs)
 
   # -- public API ---------------------------------------------------------------------------
-  def __call__(self, input_ids, *, group_ids=None, attention_mask=None):
-    """Logits `[B, T, V]` for right- or left-padded `input_ids` (mask 1 = real token)."""
+  def __call__(self, input_ids, *, group_ids=None, attention_mask=None, level_ids=None,
+               base_only: bool = False):
+    """Logits `[B, T, V]` for right- or left-padded `input_ids` (mask 1 = real token).
+    `base_only`: the base model, every personal module switched off."""
     input_ids = jnp.asarray(input_ids)
     B, T = input_ids.shape
     if attention_mask is None:
       attention_mask = jnp.ones((B, T), jnp.int32)
-    logits, _ = self.forward(input_ids, attention_mask=attention_mask, group_ids=group_ids)
+    logits, _ = self.forward(input_ids, attention_mask=attention_mask, group_ids=group_ids,
+                             level_ids=level_ids, base_only=base_only)
     return logits
 
   @property
   def prefix_len(self) -> int:
-    return self.personal.config.prompt_len if self.personal is not None else 0
+    return self.personal.prefix_len if self.personal is not None else 0
 
   def init_cache(self, batch: int, length: int, dtype=None) -> dict:
-    """An empty KV cache for `length` slots (the soft-prompt prefix included): one `[B, KV, S,
+    """An empty KV cache for `length` slots (personal prefixes included): one `[B, KV, S,
     D]` array per layer, in the compute dtype unless `dtype` is given. (A float32 cache under
     bfloat16 compute made XLA's CPU backend copy it at every decoding step.)"""
     c = self.config
@@ -158,13 +164,17 @@ class Llama(nnx.Module):
             "v": tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)),
             "valid": jnp.zeros((batch, length), jnp.bool_)}
 
-  def gather_lora(self, group_ids, per_layer: bool = False) -> dict | list:
-    """Each row's LoRA adapters in the compute dtype (see `PersonalSlots.gather_lora`): stacked
-    on the layer axis for the layer scan, or `per_layer=True` one dict per layer, for the
-    unrolled layer loop."""
+  def gather_personal(self, group_ids, per_layer: bool = False, level_ids=None):
+    """Each row's personal parameters in the compute dtype (see `PersonalStack.gather`): per
+    layer for the unrolled layer loop, stacked on the layer axis for the layer scan."""
     if self.personal is None:
-      return [{} for _ in range(self.config.num_layers)] if per_layer else {}
-    return self.personal.gather_lora(jnp.asarray(group_ids), self.dtype, per_layer=per_layer)
+      return {"global": {}, "layers": [{} for _ in range(self.config.num_layers)]
+              if per_layer else {}}
+    return self.personal.gather(jnp.asarray(group_ids), self.dtype, level_ids=level_ids,
+                                per_layer=per_layer, num_layers=self.config.num_layers)
+
+  def _acting(self, hook: str):
+    return [] if self.personal is None else self.personal.acting(hook)
 
   def unstacked_layers(self, fuse: bool = True) -> list[dict]:
     """Each layer's weights as separate arrays, for `forward(layers=...)`. Slicing the stacked
@@ -175,7 +185,7 @@ class Llama(nnx.Module):
     for i in range(self.config.num_layers):
       p = {name: w[i] for name, w in stacked.items()}
       # `fuse`: projections reading the same input become one wider matmul (fewer, larger
-      # products decode faster on CPU); LoRA deltas are added to each part after the split.
+      # products decode faster on CPU); personal hooks act on each part after the split.
       # Inside a jitted step the concatenation would be a copy per call, so it is skipped there.
       for fused, parts in (_FUSED_PROJECTIONS.items() if fuse else ()):
         p[fused] = jnp.concatenate([p.pop(name) for name in parts], axis=1)
@@ -186,27 +196,35 @@ class Llama(nnx.Module):
 
   def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
               positions=None, last_logits_only: bool = False, layers: list | None = None,
-              lora: dict | None = None):
+              rows=None, level_ids=None, base_only: bool = False):
     """The full forward pass.
 
-    Without a cache: the soft prompt (if any) is prepended and logits for the real tokens are
-    returned. With a cache: tokens are written at `cache_index` (the prefix is written when
+    Without a cache: personal prefixes (if any) are prepended and logits for the real tokens
+    are returned. With a cache: tokens are written at `cache_index` (the prefix is written when
     `cache_index == 0`), attending to every valid earlier slot. Returns (logits, cache).
 
     `layers` (from `unstacked_layers()`) runs the layers as an unrolled loop over separate
     weight arrays: the fast path for inference. Without it, layers run as one `lax.scan` over
     the stacked weights (one layer to compile and differentiate), unless the model was built
     with `unroll_layers=True` (slower to compile, faster to run on CPU); a cache always takes
-    the unrolled loop. `lora`: the rows' adapters from `gather_lora` (per layer for the
-    unrolled loop), when the caller gathered them once for many calls (a decoding loop);
-    gathered here otherwise.
+    the unrolled loop. `rows`: the examples' personal parameters from `gather_personal` (per
+    layer for the unrolled loop), when the caller gathered them once for many calls (a
+    decoding loop); gathered here otherwise. `base_only` switches every personal module off.
     """
     c = self.config
     B, T = input_ids.shape
     group_ids = jnp.zeros((B,), jnp.int32) if group_ids is None else jnp.asarray(group_ids)
     mask = jnp.asarray(attention_mask).astype(jnp.bool_)
     x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype)
-    writes_prefix = bool(self.prefix_len) and (
+    acting = (lambda hook: []) if base_only else self._acting
+    prefix_len = 0 if base_only else self.prefix_len
+    unrolled = layers is not None or cache is not None or self.unroll_layers
+    if rows is None:
+      rows = ({"global": {}, "layers": [{}] * c.num_layers if unrolled else {}} if base_only
+              else self.gather_personal(group_ids, per_layer=unrolled, level_ids=level_ids))
+    for name, m in acting("embed"):
+      x = m.embed(x, rows["global"][name])
+    writes_prefix = bool(prefix_len) and (
         cache is None or isinstance(cache_index, int) and cache_index == 0)
     if positions is None:
       positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
@@ -214,18 +232,15 @@ class Llama(nnx.Module):
         earlier = jnp.arange(cache["valid"].shape[1]) < cache_index
         positions = positions + jnp.sum(cache["valid"] & earlier, axis=1, keepdims=True)
       if writes_prefix:
-        positions = positions + self.prefix_len
+        positions = positions + prefix_len
     n_prefix = 0
     if writes_prefix:
-      n_prefix = self.prefix_len
-      prefix = self.personal.prompt[...][group_ids].astype(self.dtype)  # [B, n, d]
-      x = jnp.concatenate([prefix, x], axis=1)
+      n_prefix = prefix_len
+      prefix = [m.prefix(rows["global"][name]) for name, m in acting("prefix")]  # [B, n, d]
+      x = jnp.concatenate([*prefix, x], axis=1)
       mask = jnp.concatenate([jnp.ones((B, n_prefix), jnp.bool_), mask], axis=1)
       positions = jnp.concatenate(
           [jnp.broadcast_to(jnp.arange(n_prefix), (B, n_prefix)), positions], axis=1)
-    unrolled = layers is not None or cache is not None or self.unroll_layers
-    if lora is None:
-      lora = self.gather_lora(group_ids, per_layer=unrolled)
 
     # A fresh prefill (cache_index 0) attends only among its own tokens, so it never reads
     # the (empty) cache; later calls attend over every valid cached slot.
@@ -242,66 +257,63 @@ class Llama(nnx.Module):
     # Every position is below the number of slots this call can see (its own, or the cache's).
     cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling,
                                 length=kv_valid.shape[1])
-    run_layer = lambda h, p, lora_l, kv: self._layer(h, p, lora_l, kv, fresh, cos, sin,
-                                                     attn_mask, cache_index)
+    # each module's rows at one layer: its layer-independent rows plus the layer's slices
+    layer_rows = lambda per: {n: {**g, **per.get(n, {})} for n, g in rows["global"].items()}
+    run_layer = lambda h, p, rows_l, kv: self._layer(h, p, rows_l, kv, fresh, cos, sin,
+                                                     attn_mask, cache_index, acting)
 
     new_cache = None
     if not unrolled:
-      x, _ = jax.lax.scan(lambda h, xs: (run_layer(h, *xs, None)[0], None), x,
-                          (self.layers.arrays(), lora))
+      x, _ = jax.lax.scan(lambda h, xs: (run_layer(h, xs[0], layer_rows(xs[1]), None)[0], None),
+                          x, (self.layers.arrays(), rows["layers"]))
     else:
       layers = layers if layers is not None else self.unstacked_layers(fuse=False)
       new_k, new_v = [], []
-      for i, (p, lora_l) in enumerate(zip(layers, lora)):
+      for i, (p, per) in enumerate(zip(layers, rows["layers"])):
         kv = None if cache is None else (cache["k"][i], cache["v"][i])
-        x, (k, v) = run_layer(x, p, lora_l, kv)
+        x, (k, v) = run_layer(x, p, layer_rows(per), kv)
         new_k.append(k)
         new_v.append(v)
       if cache is not None:
         new_cache = {"k": tuple(new_k), "v": tuple(new_v), "valid": kv_valid if not fresh else
                      jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
     x = _rms_norm(x, self.final_norm[...], c.rms_norm_eps)
+    for name, m in acting("final"):
+      x = m.final(x, rows["global"][name])
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
-    rows = x.reshape(-1, x.shape[-1])
+    rows_2d = x.reshape(-1, x.shape[-1])
     if self.lm_head is None:  # tied: the embedding [V, d] is read in place, never transposed
-      logits = _matmul_f32(rows, self.embed[...].astype(self.dtype), contract_w=1)
+      logits = _matmul_f32(rows_2d, self.embed[...].astype(self.dtype), contract_w=1)
     else:
-      logits = _matmul_f32(rows, self.lm_head[...].astype(self.dtype))
+      logits = _matmul_f32(rows_2d, self.lm_head[...].astype(self.dtype))
     return logits.reshape(x.shape[:-1] + (-1,)), new_cache
 
   # -- one layer ----------------------------------------------------------------------------
-  def _proj(self, x, p, lora_l, name):
+  def _proj(self, x, p, name, rows_l, acting):
     # A 2-D matmul: XLA's CPU backend runs [B*T, d] x [d, o] faster than a 3-D dot.
     w = p[name].astype(self.dtype)
     y = _matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
     if name + "_bias" in p:
       y = y + p[name + "_bias"].astype(self.dtype)
-    return self._add_lora(y, x, lora_l, name)
+    return _personalize(y, x, name, rows_l, acting)
 
-  @staticmethod
-  def _add_lora(y, x, lora_l, name):
-    if name not in lora_l:
-      return y
-    a, b = lora_l[name]  # [B, din, r], [B, r, dout], scale folded into b by gather_lora
-    return y + jnp.einsum("btr,bro->bto", jnp.einsum("btd,bdr->btr", x, a), b)
-
-  def _projs(self, x, p, lora_l, names):
+  def _projs(self, x, p, names, rows_l, acting):
     """Several projections of the same input, as one fused matmul where the weights are fused."""
     fused = next((f for f, parts in _FUSED_PROJECTIONS.items() if parts == names), None)
     if fused not in p:
-      return [self._proj(x, p, lora_l, name) for name in names]
-    y = self._proj(x, p, {}, fused)
+      return [self._proj(x, p, name, rows_l, acting) for name in names]
+    y = self._proj(x, p, fused, rows_l, acting)  # no hook point is named after a fused weight
     sizes = [projection_shapes(self.config)[name][1] for name in names]
     outs = jnp.split(y, np.cumsum(sizes)[:-1], axis=-1)
-    return [self._add_lora(o, x, lora_l, name) for o, name in zip(outs, names)]
+    return [_personalize(o, x, name, rows_l, acting) for o, name in zip(outs, names)]
 
-  def _layer(self, h, p, lora_l, kv, fresh, cos, sin, attn_mask, cache_index):
+  def _layer(self, h, p, rows_l, kv, fresh, cos, sin, attn_mask, cache_index, acting):
     """One decoder layer. `kv`: this layer's cache (k, v) `[B, KV, S, D]` or None. Returns the
     new hidden state and (k, v): the updated cache, or this call's keys and values."""
     c = self.config
     B, T, _ = h.shape
     x = _rms_norm(h, p["attn_norm"], c.rms_norm_eps)
-    q, k, v = self._projs(x, p, lora_l, ("q", "k", "v"))
+    q, k, v = self._projs(x, p, ("q", "k", "v"), rows_l, acting)
     q = q.reshape(B, T, c.num_heads, c.head_dim)
     k = k.reshape(B, T, c.num_kv_heads, c.head_dim)
     v = v.reshape(B, T, c.num_kv_heads, c.head_dim)
@@ -317,11 +329,20 @@ class Llama(nnx.Module):
     else:
       out_kv = (k, v)
     attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads)
-    h = h + self._proj(attn.reshape(B, T, -1), p, lora_l, "o")
+    h = h + self._proj(attn.reshape(B, T, -1), p, "o", rows_l, acting)
     x = _rms_norm(h, p["mlp_norm"], c.rms_norm_eps)
-    gate, up = self._projs(x, p, lora_l, ("gate", "up"))
-    h = h + self._proj(jax.nn.silu(gate) * up, p, lora_l, "down")
+    gate, up = self._projs(x, p, ("gate", "up"), rows_l, acting)
+    h = h + self._proj(jax.nn.silu(gate) * up, p, "down", rows_l, acting)
+    for name, m in acting("residual"):
+      h = m.residual(h, rows_l[name])
     return h, out_kv
+
+
+def _personalize(y, x, name, rows_l, acting):
+  """A projection's output `y` (of input `x`) through every personal module hooked there."""
+  for module_name, m in acting("proj." + name):
+    y = m.project(name, y, x, rows_l[module_name])
+  return y
 
 
 _FUSED_PROJECTIONS = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}

@@ -1,10 +1,28 @@
-"""Personal parameter slots: per-group LoRA adapters and soft prompts, stacked on a group axis.
+"""Personal parameters as plugins: group-stacked NNX modules that act at named decoder hooks.
 
-`Personal` is its own variable type, so optimizers, gradients and checkpoints can select exactly
-the personal parameters (`nnx.Optimizer(model, tx, wrt=Personal)`), leaving the base frozen.
+A method in `methods/` brings a `PersonalModule` subclass. Its tables are `Personal` variables
+with a leading group axis, `[G, ...]`, or `[G, L, ...]` for tables with one slice per decoder
+layer (named in `layered`). It lists the hook points where it acts in `hooks` and implements the
+matching methods:
+
+  hook                  method                            acts on
+  "prefix"              prefix(rows) -> [B, n, d]          vectors prepended to the input (n = prefix_len)
+  "embed"               embed(x, rows) -> x                the token embeddings [B, T, d]
+  "proj.q" .. "proj.down" project(name, y, x, rows) -> y   a linear projection's output y of input x
+  "residual"            residual(h, rows) -> h             the residual stream after each layer
+  "final"               final(h, rows) -> h                the final hidden state (after the final norm)
+
+`rows` are each example's rows of the module's tables, picked by its group id inside the jitted
+step (layered tables sliced to the current layer) and passed through `prepare` (cast to the
+compute dtype, constants folded in). The core knows hook points, not kinds of parameters:
+training, checkpoints, export and sharding see only `Personal` variables.
+
+Several modules act at once (in the order they were composed); each may sit at its own grouping
+level (`level`: None is the run's granularity, "global" a single shared row, or any other
+granularity whose ids the caller passes in `level_ids`).
 """
 import dataclasses
-import math
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -12,67 +30,172 @@ from flax import nnx
 
 from perjax.errors import ConfigError
 
+PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")
+HOOK_POINTS = ("prefix", "embed", "residual", "final") + tuple(f"proj.{p}" for p in PROJECTIONS)
+# Personal parameters are trained, so they keep float32 master values whatever the base's
+# storage dtype (mixed precision: they are cast to the compute dtype where they are used).
+PERSONAL_DTYPE = jnp.float32
+
 
 class Personal(nnx.Param):
   """A personal parameter: leading axis = group (user, persona, or the one global group)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class PersonalConfig:
-  groups: int
-  lora_rank: int = 0
-  lora_alpha: float | None = None  # None -> 2 * rank
-  lora_targets: tuple[str, ...] = ("q", "v")
-  prompt_len: int = 0
+class Dims:
+  """The decoder geometry a personal module is shaped by."""
+  num_layers: int
+  hidden_size: int
+  projections: Mapping[str, tuple[int, int]]  # name -> (input features, output features)
+
+
+class PersonalModule(nnx.Module):
+  """Base class of personal-parameter plugins (see the module docstring).
+
+  Subclasses set `hooks` (and `layered`, `prefix_len` where they apply) in `__init__`, create
+  their `Personal` tables with `groups` rows, and override the hook methods they list.
+  `describe()` returns the options an export records; `adapt_rows` maps rows exported under
+  other options onto this module's (e.g. a different scale), identity by default.
+  """
+  hooks: tuple[str, ...] = ()
+  layered: tuple[str, ...] = ()
+  prefix_len: int = 0
+  level: str | None = None
+
+  def tables(self) -> dict[str, jax.Array]:
+    return {name: v[...] for name, v in vars(self).items() if isinstance(v, Personal)}
 
   @property
-  def lora_scale(self) -> float:
-    if self.lora_rank == 0:
-      return 0.0
-    alpha = self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
-    return alpha / self.lora_rank
+  def groups(self) -> int:
+    return next(iter(self.tables().values())).shape[0]
+
+  def prepare(self, rows: dict, dtype) -> dict:
+    """Gathered rows -> what the hooks use. Elementwise only (it sees per-layer slices and
+    layer-major stacks alike)."""
+    return {k: v.astype(dtype) for k, v in rows.items()}
+
+  def describe(self) -> dict:
+    return {}
+
+  def adapt_rows(self, rows: dict, exported: dict) -> dict:
+    del exported
+    return rows
+
+  def prefix(self, rows):
+    raise NotImplementedError
+
+  def embed(self, x, rows):
+    raise NotImplementedError
+
+  def project(self, name, y, x, rows):
+    raise NotImplementedError
+
+  def residual(self, h, rows):
+    raise NotImplementedError
+
+  def final(self, h, rows):
+    raise NotImplementedError
 
 
-class PersonalSlots(nnx.Module):
-  """LoRA `a [G, L, din, r]`, `b [G, L, r, dout]` per target projection, and `prompt [G, n, d]`."""
+# A composed method's module to build: (name, level, factory(groups=, dims=, rngs=)).
+ModuleFactory = Callable[..., PersonalModule]
 
-  def __init__(self, config: PersonalConfig, *, num_layers: int, hidden_size: int,
-               projection_shapes: dict, param_dtype, rngs: nnx.Rngs):
-    if config.groups < 1:
-      raise ConfigError(f"personal parameters need at least one group, got {config.groups}")
-    unknown = set(config.lora_targets) - set(projection_shapes)
-    if config.lora_rank and unknown:
-      raise ConfigError(f"unknown LoRA target(s) {sorted(unknown)}; "
-                        f"choose from {sorted(projection_shapes)}")
-    self.config = config
-    self.num_layers = num_layers
-    G, L, r = config.groups, num_layers, config.lora_rank
-    self.targets = tuple(config.lora_targets) if r else ()
-    for name in self.targets:
-      din, dout = projection_shapes[name]
-      bound = 1.0 / math.sqrt(din)  # Kaiming-uniform(a=sqrt 5), as is usual for LoRA's A
-      setattr(self, f"lora_{name}_a", Personal(jax.random.uniform(
-          rngs.params(), (G, L, din, r), param_dtype, -bound, bound)))
-      setattr(self, f"lora_{name}_b", Personal(jnp.zeros((G, L, r, dout), param_dtype)))
-    if config.prompt_len:
-      self.prompt = Personal(
-          jax.random.normal(rngs.params(), (G, config.prompt_len, hidden_size), param_dtype) * 0.02)
 
-  def gather_lora(self, group_ids, dtype, per_layer: bool = False) -> dict | list[dict]:
-    """Each example's adapters in `dtype`, the scale folded into b: layer-major for the layer
-    scan, {name: (a [L, B, din, r], b [L, B, r, dout])}, or with `per_layer` one {name: (a [B,
-    din, r], b [B, r, dout])} per layer, for an unrolled layer loop. Per layer, each layer's
-    slice of the table is gathered on its own: the gradient then flows back into `[G, ...]`
-    slices, never through a `[B, L, ...]` stack of every row's adapters."""
-    scale = self.config.lora_scale
-    tables = {name: (getattr(self, f"lora_{name}_a")[...], getattr(self, f"lora_{name}_b")[...])
-              for name in self.targets}
-    pick = lambda a, b: (a[group_ids].astype(dtype), b[group_ids].astype(dtype) * scale)
-    if per_layer:
-      return [{name: pick(a[:, i], b[:, i]) for name, (a, b) in tables.items()}
-              for i in range(self.num_layers)]
-    out = {}
-    for name, (a, b) in tables.items():
-      a, b = pick(a, b)
-      out[name] = (jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1))
-    return out
+@dataclasses.dataclass(frozen=True)
+class ModuleSpec:
+  name: str
+  level: str | None
+  factory: ModuleFactory
+
+
+class PersonalStack(nnx.Module):
+  """The personal modules of a model, in composition order, each an attribute by name."""
+
+  def __init__(self, modules: Mapping[str, PersonalModule]):
+    for name, module in modules.items():
+      bad = [h for h in module.hooks if h not in HOOK_POINTS]
+      if bad:
+        raise ConfigError(f"personal module {name!r} names unknown hook point(s) {bad}; "
+                          f"hook points: {list(HOOK_POINTS)}")
+      setattr(self, name, module)
+    self.names = tuple(modules)
+
+  def modules(self) -> list[tuple[str, PersonalModule]]:
+    return [(n, getattr(self, n)) for n in self.names]
+
+  def acting(self, hook: str) -> list[tuple[str, PersonalModule]]:
+    return [(n, m) for n, m in self.modules() if hook in m.hooks]
+
+  @property
+  def prefix_len(self) -> int:
+    return sum(m.prefix_len for _, m in self.acting("prefix"))
+
+  def layout(self) -> dict[str, tuple[str | None, int]]:
+    """{module name: (level, groups)}: what the optimizer and the batches must match."""
+    return {n: (m.level, m.groups) for n, m in self.modules()}
+
+  def gather(self, group_ids, dtype, *, level_ids=None, per_layer: bool, num_layers: int):
+    """Each example's rows of every module: {"global": {name: rows}, "layers": ...}, where
+    "layers" is one {name: rows} per layer (`per_layer`, for an unrolled layer loop) or
+    {name: rows stacked [L, B, ...]} (for the layer scan). Per layer, each layer's slice is
+    gathered on its own, so the gradient flows back into `[G, ...]` slices, never through a
+    `[B, L, ...]` stack of every row."""
+    out_global, stacked = {}, {}
+    per = [dict() for _ in range(num_layers)]
+    for name, m in self.modules():
+      ids = ids_for(m, group_ids, level_ids)
+      tables = m.tables()
+      flat = {k: t for k, t in tables.items() if k not in m.layered}
+      out_global[name] = m.prepare({k: t[ids] for k, t in flat.items()}, dtype) if flat else {}
+      layered = {k: tables[k] for k in m.layered}
+      if not layered:
+        continue
+      if per_layer:
+        for i in range(num_layers):
+          per[i][name] = m.prepare({k: t[:, i][ids] for k, t in layered.items()}, dtype)
+      else:
+        rows = m.prepare({k: t[ids] for k, t in layered.items()}, dtype)
+        stacked[name] = {k: jnp.swapaxes(v, 0, 1) for k, v in rows.items()}
+    return {"global": out_global, "layers": per if per_layer else stacked}
+
+
+def ids_for(module: PersonalModule, group_ids, level_ids=None):
+  """The group ids `module` reads: the run's for level None, else its level's."""
+  if module.level is None:
+    return group_ids
+  if level_ids is not None and module.level in level_ids:
+    return jnp.asarray(level_ids[module.level])
+  if module.groups == 1:  # a single shared row (global level) needs no ids
+    return jnp.zeros_like(group_ids)
+  raise ConfigError(f"a personal module acts at level {module.level!r}, but no group ids of "
+                    "that level were given (level_ids)")
+
+
+def build_stack(specs, groups_of_level: Mapping[str | None, int], dims: Dims,
+                rngs: nnx.Rngs) -> PersonalStack:
+  """The `PersonalStack` of `specs` (ModuleSpec), each with its level's number of groups."""
+  modules = {}
+  for spec in specs:
+    groups = groups_of_level[spec.level]
+    if groups < 1:
+      raise ConfigError(f"personal parameters need at least one group, got {groups}")
+    module = spec.factory(groups=groups, dims=dims, rngs=rngs)
+    module.level = spec.level
+    modules[spec.name] = module
+  return PersonalStack(modules)
+
+
+def stack_builder(specs, groups_of_level) -> Callable[[Dims, nnx.Rngs], PersonalStack] | None:
+  """What `Llama(personal=...)` takes: a builder of the stack, or None without modules."""
+  specs = tuple(specs)
+  if not specs:
+    return None
+  return lambda dims, rngs: build_stack(specs, groups_of_level, dims, rngs)
+
+
+def single(factory: ModuleFactory, groups: int, name: str = "personal") -> Callable:
+  """The builder for one module at the run's level: `Llama(config, personal=single(...))`."""
+  return stack_builder([ModuleSpec(name, None, factory)], {None: groups})
+
+
+Rows = Any  # the pytree `PersonalStack.gather` returns

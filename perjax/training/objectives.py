@@ -51,11 +51,18 @@ def _cross_entropy_bwd(residuals, grad):
 _cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
-def sequence_logprobs(model, rows):
+def forward(model, rows, *, base_only: bool = False):
+  """Logits `[B, T, V]` of a batch's rows, each with its groups' personal parameters (or
+  none: `base_only`)."""
+  return model(rows["input_ids"], group_ids=rows["group_ids"],
+               attention_mask=rows["attention_mask"], level_ids=rows.get("level_ids"),
+               base_only=base_only)
+
+
+def sequence_logprobs(model, rows, *, base_only: bool = False):
   """[B] summed log-probs of each row's response tokens (`loss_mask`), as the LM loss sees them:
   the preference objectives' and evaluation's log p(response | prompt)."""
-  logits = model(rows["input_ids"], group_ids=rows["group_ids"],
-                 attention_mask=rows["attention_mask"])
+  logits = forward(model, rows, base_only=base_only)
   weights = rows["loss_mask"][:, 1:].astype(jnp.float32)
   return -jnp.sum(token_nll(logits, rows["input_ids"]) * weights, axis=1)
 
@@ -80,8 +87,7 @@ def group_mean_loss(per_token, weights, group_ids, num_groups: int, group_tokens
 
 def lm_loss(model, batch, rng, num_groups: int):
   """Causal LM loss on the target tokens (`loss_mask` marks them; prompt tokens are masked)."""
-  logits = model(batch["input_ids"], group_ids=batch["group_ids"],
-                 attention_mask=batch["attention_mask"])
+  logits = forward(model, batch)
   nll = token_nll(logits, batch["input_ids"])
   weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
   del rng  # deterministic objective

@@ -33,19 +33,52 @@ def merge_model(graphdef, state: TrainState):
   return nnx.merge(graphdef, state.personal, state.base, state.rest)
 
 
-def num_groups_of(personal) -> int:
-  leaves = jax.tree.leaves(personal)
-  return int(leaves[0].shape[0]) if leaves else 1
+class PersonalOptimizer:
+  """`optim.per_group(tx)` for each personal module: every module has its own table size and
+  reads its own level's group ids, so each row is updated only in steps where its group has
+  examples. The optimizer state is {module name: per-group state}."""
+
+  def __init__(self, tx: optax.GradientTransformation, layout: dict):
+    self.layout = layout  # {module name: (level, groups)}, from PersonalStack.layout()
+    self.tx = per_group(tx)
+
+  def init(self, personal) -> dict | None:
+    if not self.layout:
+      return None
+    return {name: self.tx.init(personal["personal"][name]) for name in self.layout}
+
+  def update(self, grads, opt_state, personal, group_ids, level_ids=None):
+    """(new personal state, new optimizer state)."""
+    new_personal = jax.tree.map(lambda x: x, personal)  # a copy whose modules are replaced
+    new_opt = {}
+    for name, (level, groups) in self.layout.items():
+      if level is None:
+        ids = group_ids
+      elif level_ids is not None and level in level_ids:
+        ids = level_ids[level]
+      else:  # a single shared row: present whenever there are examples
+        ids = jnp.zeros_like(group_ids)
+      ids = ids.reshape(-1)
+      present = jax.ops.segment_max(jnp.ones_like(ids, jnp.int32), ids, num_segments=groups) > 0
+      params = personal["personal"][name]
+      updates, new_opt[name] = self.tx.update(grads["personal"][name], opt_state[name], params,
+                                              present=present)
+      new_personal["personal"][name] = optax.apply_updates(params, updates)
+    return new_personal, new_opt
+
+
+def personal_layout(model) -> dict:
+  return {} if getattr(model, "personal", None) is None else model.personal.layout()
 
 
 def init_train_state(model, tx: optax.GradientTransformation, *, train_base: bool = False):
   """(graphdef, TrainState, personal_tx, base_tx) for `model`."""
   graphdef, personal, base, rest = split_model(model)
-  personal_tx = per_group(tx)
+  personal_tx = PersonalOptimizer(tx, personal_layout(model))
   base_tx = tx if train_base else None
   state = TrainState(
       step=jnp.zeros((), jnp.int32), personal=personal, base=base, rest=rest,
-      opt_personal=personal_tx.init(personal) if jax.tree.leaves(personal) else None,
+      opt_personal=personal_tx.init(personal),
       opt_base=base_tx.init(base) if train_base else None)
   return graphdef, state, personal_tx, base_tx
 
@@ -55,7 +88,8 @@ def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_gro
   """The jitted step. `batch` leaves are `[accum, B, ...]`: gradients are summed over the
   leading micro-batch axis (gradient accumulation) before one optimizer update.
 
-  `objective(model, micro_batch, rng, num_groups) -> (loss, metrics)`.
+  `objective(model, micro_batch, rng, num_groups) -> (loss, metrics)`; `num_groups` is the
+  run's number of groups (the objectives' group means).
   """
   train_base = base_tx is not None
 
@@ -81,14 +115,10 @@ def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_gro
     metrics = jax.tree.map(jnp.mean, metrics)
 
     # A group is updated only in steps where it has examples (see optim.per_group).
-    present = jax.ops.segment_max(
-        jnp.ones_like(batch["group_ids"].reshape(-1), jnp.int32), batch["group_ids"].reshape(-1),
-        num_segments=num_groups) > 0
     personal, opt_personal = state.personal, state.opt_personal
     if opt_personal is not None:
-      updates, opt_personal = personal_tx.update(grads[0], opt_personal, personal,
-                                                 present=present)
-      personal = optax.apply_updates(personal, updates)
+      personal, opt_personal = personal_tx.update(grads[0], opt_personal, personal,
+                                                  batch["group_ids"], batch.get("level_ids"))
     base, opt_base = state.base, state.opt_base
     if train_base:
       updates, opt_base = base_tx.update(grads[1], opt_base, base)
