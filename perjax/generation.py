@@ -49,6 +49,20 @@ def bucket_length(n: int, multiple: int = 32) -> int:
   return max(multiple, -(-n // multiple) * multiple)
 
 
+def left_pad(prompts, length: int, pad_id: int, rows: int | None = None):
+  """(ids, mask) `[rows, length]` int32: each prompt right-aligned, so every row's last prompt
+  token sits at `length - 1`. Rows beyond the prompts (`rows` > len) are filler: one dummy real
+  token each, so no row attends to nothing."""
+  rows = len(prompts) if rows is None else rows
+  ids = np.full((rows, length), pad_id, np.int32)
+  mask = np.zeros((rows, length), np.int32)
+  mask[len(prompts):, -1] = 1
+  for row, p in enumerate(prompts):
+    ids[row, length - len(p):] = p
+    mask[row, length - len(p):] = 1
+  return ids, mask
+
+
 def _filter_logits(logits, sampling: SamplingConfig):
   if sampling.top_k:
     kth = jax.lax.top_k(logits, sampling.top_k)[0][:, -1:]
@@ -142,11 +156,7 @@ class Generator:
       raise ConfigError("an empty prompt cannot be continued")
     B = len(prompts)
     P = bucket_length(max(len(p) for p in prompts), self.bucket)
-    ids = np.full((B, P), self.config.pad_token_id, np.int32)
-    mask = np.zeros((B, P), np.int32)
-    for row, p in enumerate(prompts):
-      ids[row, P - len(p):] = p  # left padding: every row's last prompt token is at P - 1
-      mask[row, P - len(p):] = 1
+    ids, mask = left_pad(prompts, P, self.config.pad_token_id)
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
     eos_ids = self.eos_ids or (-1,)
     out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids,

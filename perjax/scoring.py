@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from perjax.generation import bucket_length
+from perjax.generation import bucket_length, left_pad
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -58,11 +58,7 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
   for s in range(0, n, batch_size):
     chunk = prompts[s:s + batch_size]
     P = bucket_length(max(len(p) for p in chunk), generator.bucket)
-    ids = np.full((batch_size, P), pad, np.int32)
-    mask = np.zeros((batch_size, P), np.int32)
-    mask[len(chunk):, -1] = 1  # filler rows (a fixed batch size): one dummy token each
-    for row, p in enumerate(chunk):
-      ids[row, P - len(p):], mask[row, P - len(p):] = p, 1
+    ids, mask = left_pad(chunk, P, pad, rows=batch_size)  # a fixed batch size: filler rows
     groups = np.zeros((batch_size,), np.int32)
     groups[:len(chunk)] = group_ids[s:s + batch_size]
     scores = _score(generator.graphdef, generator.state, generator.layers, ids, mask, groups,

@@ -1,28 +1,17 @@
 """`load(name)`: a decoder and its tokenizer from the zoo, a GGUF file or a Hugging Face folder."""
-import dataclasses
 import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from perjax.errors import PerjaxError
 from perjax.models import zoo
+from perjax.models.dtypes import parse_dtype
 from perjax.models.llama import Llama, LlamaConfig, dims, tiny_llama_config
 from perjax.models.tiny_tokenizer import byte_tokenizer
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TINY_PREFIX = "tiny-llama"
-
-
-def _dtype(name) -> jnp.dtype:
-  if not isinstance(name, str):
-    return name
-  if name not in _DTYPES:
-    raise PerjaxError(f"unknown dtype {name!r}; choose one of {sorted(_DTYPES)}")
-  return _DTYPES[name]
 
 
 def read_checkpoint(name: str, progress: bool = True):
@@ -51,7 +40,7 @@ def build(config: LlamaConfig, weights: dict | None, *, personal=None,
           unroll_layers: bool = False) -> Llama:
   """A Llama with the given base weights (random when None) and freshly initialised personal
   modules (`personal`: a builder (dims, rngs) -> PersonalStack, see `models.personal`)."""
-  dtype, param_dtype = _dtype(dtype), _dtype(param_dtype)
+  dtype, param_dtype = parse_dtype(dtype), parse_dtype(param_dtype)
   make = lambda: Llama(config, personal=personal, dtype=dtype, param_dtype=param_dtype,
                        unroll_layers=unroll_layers, rngs=nnx.Rngs(seed))
   if weights is None:

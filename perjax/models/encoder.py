@@ -7,7 +7,7 @@ and `sentence_bert_config.json` sets the truncation length.
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,7 @@ from flax import nnx
 from perjax.errors import PerjaxError
 from perjax.models import zoo
 from perjax.models.bert import BertConfig, BertEncoder, bert_from_tensors
+from perjax.models.dtypes import parse_dtype
 from perjax.models.safetensors_io import read_safetensors
 
 _LENGTH_BUCKET = 32  # pad lengths up to a multiple of this so new lengths rarely recompile
@@ -150,19 +151,12 @@ def load_encoder(name_or_path: str | Path, dtype: str = "float32") -> SentenceEn
   if hf_config.get("model_type") != "bert":
     raise PerjaxError(f"{name_or_path}: only BERT encoders are supported, "
                       f"got model_type {hf_config.get('model_type')!r}")
-  jdtype = _dtype(dtype)
+  jdtype = parse_dtype(dtype)
   cfg = BertConfig.from_hf(hf_config)
   model = bert_from_tensors(cfg, read_safetensors(folder), dtype=jdtype)
   tokenizer = AutoTokenizer.from_pretrained(str(folder))
   return SentenceEncoder(model, Pooling.from_folder(folder), tokenizer,
                          max_seq_length=_max_seq_length(folder, cfg))
-
-
-def _dtype(name: str) -> Any:
-  known = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if name not in known:
-    raise PerjaxError(f"unsupported dtype {name!r}; known: {', '.join(known)}")
-  return known[name]
 
 
 def tiny_bert_encoder(seed: int = 0, *, vocab_size: int = 101, hidden_size: int = 24,
@@ -173,5 +167,5 @@ def tiny_bert_encoder(seed: int = 0, *, vocab_size: int = 101, hidden_size: int 
   cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
                    num_heads=num_heads, intermediate_size=intermediate_size,
                    max_position_embeddings=max_seq_length)
-  model = BertEncoder(cfg, dtype=_dtype(dtype), rngs=nnx.Rngs(seed))
+  model = BertEncoder(cfg, dtype=parse_dtype(dtype), rngs=nnx.Rngs(seed))
   return SentenceEncoder(model, pooling, tokenizer, max_seq_length=max_seq_length)
