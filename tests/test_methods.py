@@ -1,5 +1,6 @@
-"""Conformance: every registered method trains and answers on tiny-llama, carries its taxonomy
-metadata, and refuses impossible combinations with a ConfigError."""
+"""Conformance: every registered method carries its taxonomy metadata, refuses impossible
+combinations with a ConfigError, and trains and answers on tiny-llama at every granularity it
+declares; a prompting method changes some prompt relative to zero_shot."""
 import dataclasses
 import json
 
@@ -14,14 +15,33 @@ from perjax.taxonomy import Granularity, Technique
 
 load_plugins()
 NAMES = METHODS.names()
+CASES = [(n, g.value) for n in NAMES for g in METHODS.get(n).info.granularities]
 
 
 def _options(config):
-  return lambda n: config[n].to_dict() if n in config else {}
+  return lambda n: config.methods[n].to_dict() if n in config.methods else {}
+
+
+_RUNS: dict = {}
+
+
+def run_method(name, granularity, tmp_path_factory):
+  """(config, workdir, metrics, prediction rows) of one tiny run, done once per session."""
+  if (name, granularity) not in _RUNS:
+    method = METHODS.get(name)
+    if method.pairwise:  # a pairwise method (DPO) runs on the tiny preference task
+      require_dsp_data()
+    spec, tiny = (PREF_SPEC, TINY_PREF) if method.pairwise else (SPEC, TINY)
+    config = experiment.load_config(spec, {**tiny, "method": name, "granularity": granularity})
+    workdir = tmp_path_factory.mktemp(f"{name}-{granularity}")
+    metrics = experiment.train_and_evaluate(config, workdir)
+    rows = [json.loads(l) for l in (workdir / "predictions.jsonl").read_text().splitlines()]
+    _RUNS[name, granularity] = config, workdir, metrics, rows
+  return _RUNS[name, granularity]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_method_conformance(name, tmp_path):
+def test_method_metadata_and_composition(name):
   method = METHODS.get(name)
   info = method.info
   assert isinstance(info, MethodInfo) and info.name == name
@@ -44,19 +64,23 @@ def test_method_conformance(name, tmp_path):
   with pytest.raises(ConfigError, match="appears twice"):
     compose(f"{name}+{name}", info.granularities[0], _options(config))
 
-  # a pairwise method (DPO) runs on the tiny preference task, every other on the quickstart
-  if method.pairwise:
-    require_dsp_data()
-  spec, tiny, expected = ((PREF_SPEC, TINY_PREF, {"preference_accuracy"}) if method.pairwise
-                          else (SPEC, TINY, {"accuracy", "f1"}))
-  config = experiment.load_config(spec, {**tiny, "method": name,
-                                         "granularity": info.granularities[0].value})
-  metrics = experiment.train_and_evaluate(config, tmp_path)
-  assert set(metrics) == expected
-  preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-  assert len(preds) == tiny["data.max_test"]
-  trains = compose(name, info.granularities[0], _options(config)).trains
-  assert (tmp_path / "checkpoints").exists() == trains
+
+@pytest.mark.parametrize("name,granularity", CASES)
+def test_method_runs_at_every_granularity(name, granularity, tmp_path_factory):
+  method = METHODS.get(name)
+  config, workdir, metrics, rows = run_method(name, granularity, tmp_path_factory)
+  tiny = TINY_PREF if method.pairwise else TINY
+  assert set(metrics) == ({"preference_accuracy"} if method.pairwise else {"accuracy", "f1"})
+  assert len(rows) == tiny["data.max_test"]
+  # every row records the messages exactly as sent: the user message and the system message
+  assert all(r["prompt"] and "system" in r for r in rows)
+  trains = compose(name, granularity, _options(config)).trains
+  assert (workdir / "checkpoints").exists() == trains
+  if method.info.technique == Technique.PROMPTING and name != "zero_shot":
+    base = run_method("zero_shot", granularity, tmp_path_factory)[3]
+    assert [r["id"] for r in rows] == [r["id"] for r in base]
+    assert any((r["prompt"], r["system"]) != (b["prompt"], b["system"])
+               for r, b in zip(rows, base)), f"{name} changes no prompt at {granularity}"
 
 
 def test_unknown_method_suggests():
