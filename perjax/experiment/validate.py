@@ -1,0 +1,83 @@
+"""Settings checked before a run touches its workdir: each problem is one line naming the field.
+
+Cheap checks only: numbers in range, and models resolvable by name or path without reading
+any weights (a Hugging Face hub id is left to the loader, which needs the network).
+"""
+import math
+import re
+from pathlib import Path
+
+from perjax.errors import ConfigError
+from perjax.registry import MODELS, suggest
+
+_TINY_PREFIX = "tiny-llama"  # perjax.models.decoder_loading.TINY_PREFIX, without importing jax
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DTYPES = ("float32", "bfloat16")
+
+
+def _field(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def _positive_int(config, dotted: str, minimum: int = 1) -> None:
+  value = _field(config, dotted)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    raise ConfigError(f"{dotted} must be {need}, got {value!r}")
+
+
+def _looks_like_path(name: str) -> bool:
+  return name.startswith(("/", ".", "~")) or name.endswith(".gguf")
+
+
+def check_model(name: str, kind: str, field: str) -> None:
+  """`name` is a zoo entry of `kind`, an existing model file or folder, or a hub id."""
+  if kind == "gguf-decoder" and name.startswith(_TINY_PREFIX):
+    return
+  import perjax.models.zoo  # noqa: F401  (registers the zoo entries)
+  if name in MODELS:
+    entry = MODELS.get(name)
+    if entry.kind != kind:
+      what = "an encoder" if entry.kind == "encoder" else "a decoder"
+      raise ConfigError(f"{field} {name!r} is {what}; see `perjax models list`")
+    return
+  path = Path(name).expanduser()
+  if path.exists():
+    if path.is_dir() and not (path / "config.json").exists():
+      raise ConfigError(f"{field} {name!r} is a folder without config.json, not a model folder")
+    if path.is_file() and (kind == "encoder" or path.suffix != ".gguf"):
+      raise ConfigError(f"{field} {name!r} is a file; expected "
+                        f"{'a model folder' if kind == 'encoder' else 'a .gguf file or a folder'}")
+    return
+  if _HUB_ID.match(name) and not _looks_like_path(name):
+    return  # a Hugging Face hub id: only the loader can tell
+  known = [n for n, e in MODELS.items() if e.kind == kind]
+  if kind == "gguf-decoder":
+    known.append(_TINY_PREFIX)
+  raise ConfigError(f"{field}: unknown model {name!r}{suggest(name, known)} (not a local path "
+                    "or a hub id either; see `perjax models list`)")
+
+
+def check_settings(config, *, trains: bool) -> None:
+  """Raises a ConfigError naming the first invalid setting. Training settings are checked only
+  when the run trains (`trains`), so a zero-shot config need not carry sensible ones."""
+  if trains:
+    for key in ("steps", "batch_size", "accum", "checkpoint_every", "seq_len"):
+      _positive_int(config, f"train.{key}")
+    lr = config.train.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+        or lr <= 0:
+      raise ConfigError(f"train.lr must be a finite positive number, got {lr!r}")
+  _positive_int(config, "eval.batch_size")
+  _positive_int(config, "eval.max_new_tokens")
+  if "max_prompt_tokens" in config.eval:
+    _positive_int(config, "eval.max_prompt_tokens", minimum=0)
+  for key in ("data.max_train", "data.max_test"):
+    _positive_int(config, key, minimum=0)
+  if config.dtype not in _DTYPES:
+    raise ConfigError(f"dtype must be one of {list(_DTYPES)}, got {config.dtype!r}")
+  check_model(config.model, "gguf-decoder", "model")
+  check_model(config.encoder, "encoder", "encoder")
