@@ -1,0 +1,164 @@
+"""Personal modules as plugins: every registered parameter method acts and trains through its
+hook points, (IA)^3 against scaled base weights, composition across levels, the base reference."""
+import functools
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from methods.ia3 import IA3
+from methods.lora import LoRA
+from perjax.errors import ConfigError
+from perjax.method import compose
+from perjax.models.llama import Llama, tiny_llama_config
+from perjax.models.personal import ModuleSpec, PersonalModule, PersonalStack, stack_builder
+from perjax.registry import METHODS, load_plugins
+from perjax.training import batching, objectives, step as steplib
+from personal_tiny import personal_arrays
+
+load_plugins()
+PARAMETER_METHODS = [n for n, m in METHODS.items() if m.personal is not None]
+CONFIG = tiny_llama_config(num_layers=2, vocab_size=67, hidden_size=30, intermediate_size=38,
+                           num_heads=3, num_kv_heads=1, head_dim=10)
+IDS = np.array([[4, 8, 15, 16, 23, 42, 5], [9, 10, 11, 12, 13, 14, 15]], np.int32)
+
+
+def _model(specs, groups=2, seed=0):
+  return Llama(CONFIG, personal=stack_builder(specs, {None: groups, "global": 1}),
+               rngs=nnx.Rngs(seed))
+
+
+def _batch(group):
+  rows = [(ids.tolist(), [0, 0, 0] + [1] * 4, group) for ids in IDS]
+  return batching.make_batch(rows, 7, pad_id=0)
+
+
+def _logits(model, group):
+  return np.asarray(model(IDS, group_ids=[group] * len(IDS)))
+
+
+@pytest.mark.parametrize("name", PARAMETER_METHODS)
+def test_parameter_method_changes_outputs_of_its_trained_group_only(name):
+  """Conformance: the method's module reaches the output through its hooks, gets gradients,
+  and training group 0 leaves group 1's outputs untouched."""
+  method = METHODS.get(name)
+  recipe = compose(name, method.info.granularities[0], lambda n: METHODS.get(n).defaults)
+  model = _model(recipe.modules)
+  before = {g: _logits(model, g) for g in (0, 1)}
+  graphdef, state, ptx, btx = steplib.init_train_state(model, optax.adam(5e-2))
+  step = steplib.make_train_step(graphdef, ptx, btx, objectives.lm_loss, 2, donate=False)
+  for i in range(3):
+    state, metrics = step(state, _batch(0), jax.random.key(i))
+    assert np.isfinite(float(metrics["loss"]))
+  trained = steplib.merge_model(graphdef, state)
+  assert not np.allclose(_logits(trained, 0), before[0], atol=1e-6)
+  np.testing.assert_array_equal(_logits(trained, 1), before[1])
+
+
+def _ia3_model(seed=3):
+  model = _model([ModuleSpec("ia3", None, IA3)], groups=2, seed=seed)
+  for t in model.personal.ia3.targets:  # non-trivial scales per group, layer and feature
+    var = getattr(model.personal.ia3, t)
+    var[...] = 1.0 + 0.5 * jax.random.normal(jax.random.key(hash(t) % 1000), var[...].shape)
+  return model
+
+
+def test_ia3_equals_the_base_with_scaled_weight_columns():
+  """Scaling k, v and up outputs by l is the base model with those weights' output columns
+  scaled by l: an independent reference built from plain weights."""
+  model = _ia3_model()
+  base = Llama(CONFIG, rngs=nnx.Rngs(3))
+  for g in (0, 1):
+    scaled = Llama(CONFIG, rngs=nnx.Rngs(3))
+    for t in ("k", "v", "up"):
+      w = getattr(scaled.layers, t)
+      w[...] = w[...] * getattr(model.personal.ia3, t)[...][g][:, None, :]
+    np.testing.assert_allclose(_logits(model, g), np.asarray(scaled(IDS)), atol=2e-5)
+  # untrained (all ones) is exactly the base
+  fresh = _model([ModuleSpec("ia3", None, IA3)], groups=2, seed=3)
+  np.testing.assert_array_equal(_logits(fresh, 1), np.asarray(base(IDS)))
+
+
+def test_global_module_plus_per_user_residual():
+  """`lora@global+lora`: a shared row for everyone under each user's own adapter."""
+  recipe = compose("lora@global+lora", "user",
+                   lambda n: {"rank": 2, "alpha": 4.0, "targets": "q,v"})
+  assert [(m.name, m.level) for m in recipe.modules] == [("lora_at_global", "global"),
+                                                         ("lora", None)]
+  assert recipe.levels == ("global",)
+  model = _model(recipe.modules, groups=3)
+  assert model.personal.lora_at_global.groups == 1 and model.personal.lora.groups == 3
+  base = [_logits(model, g) for g in range(3)]
+  model.personal.lora_at_global.q_b[...] = jax.random.normal(
+      jax.random.key(1), model.personal.lora_at_global.q_b[...].shape) * 0.3
+  shared = [_logits(model, g) for g in range(3)]
+  assert not np.allclose(shared[0], base[0])
+  for g in (1, 2):  # the global row acts on every group alike
+    np.testing.assert_array_equal(shared[g], shared[0])
+  # one step on group 0: the global row and group 0's row move, groups 1-2's own rows do not
+  graphdef, state, ptx, btx = steplib.init_train_state(model, optax.sgd(0.5))
+  step = steplib.make_train_step(graphdef, ptx, btx, objectives.lm_loss, 3, donate=False)
+  before = personal_arrays(model)
+  state, _ = step(state, _batch(0), jax.random.key(0))
+  after = {"/".join(map(str, p)): np.asarray(v) for p, v in nnx.to_flat_state(state.personal)}
+  assert not np.allclose(after["personal/lora_at_global/q_a"], before["personal/lora_at_global/q_a"])
+  assert not np.allclose(after["personal/lora/q_b"][0], before["personal/lora/q_b"][0])
+  np.testing.assert_array_equal(after["personal/lora/q_b"][1:], before["personal/lora/q_b"][1:])
+
+
+def test_base_only_is_exactly_the_base_model_for_every_composition():
+  """DPO's reference: every module off, a prefix included, equals the plain base model."""
+  recipe = compose("soft_prompt+ia3+lora", "user", lambda n: METHODS.get(n).defaults)
+  model = _model(recipe.modules, groups=2, seed=5)
+  assert model.prefix_len == METHODS.get("soft_prompt").defaults["length"]
+  base = Llama(CONFIG, rngs=nnx.Rngs(5))
+  rows = {k: v[0] for k, v in _batch(1).items()}
+  got = objectives.sequence_logprobs(model, rows, base_only=True)
+  want = objectives.sequence_logprobs(base, rows)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert not np.allclose(np.asarray(objectives.sequence_logprobs(model, rows)), np.asarray(want))
+
+
+def test_compose_refuses_only_real_conflicts():
+  options = lambda n: METHODS.get(n).defaults
+  compose("rag+soft_prompt+lora+ia3", "persona", options)  # different kinds stack
+  compose("lora@global+lora", "persona", options)  # the same kind at two levels
+  with pytest.raises(ConfigError, match="appears twice"):
+    compose("lora+lora", "user", options)
+  with pytest.raises(ConfigError, match="same level"):
+    compose("lora@user+lora", "user", options)
+  with pytest.raises(ConfigError, match="only a method with personal parameters"):
+    compose("rag@global+lora", "user", options)
+  with pytest.raises(ConfigError, match="unknown granularity"):
+    compose("lora@everyone", "user", options)
+
+
+def test_unknown_hook_points_and_targets_are_config_errors():
+  class Nowhere(PersonalModule):
+    hooks = ("proj.qkv",)
+
+    def __init__(self, *, groups, dims, rngs):
+      del dims, rngs
+      self.t = nnx.Param(np.zeros((groups, 1)))
+
+  with pytest.raises(ConfigError, match="unknown hook point"):
+    PersonalStack({"x": Nowhere(groups=2, dims=None, rngs=None)})
+  with pytest.raises(ConfigError, match="unknown or empty target"):
+    compose("lora", "user", lambda n: {"rank": 2, "alpha": 4.0, "targets": "q,attn"})
+
+
+def test_export_and_load_a_composed_user(tmp_path):
+  from perjax import checkpoint
+  specs = compose("lora@global+ia3", "user", lambda n: METHODS.get(n).defaults).modules
+  source = _model(specs, groups=3, seed=2)
+  source.personal.ia3.v[...] = source.personal.ia3.v[...].at[2].set(1.7)
+  source.personal.lora_at_global.v_b[...] = source.personal.lora_at_global.v_b[...] + 0.1
+  checkpoint.export_group(source, 2, tmp_path / "u2")
+  target = _model(specs, groups=3, seed=2)
+  checkpoint.load_groups(target, {0: tmp_path / "u2"})
+  np.testing.assert_array_equal(_logits(target, 0), _logits(source, 2))
+  loras = functools.partial(LoRA, rank=2, targets=("q",))
+  with pytest.raises(ConfigError, match="modules"):
+    checkpoint.load_groups(_model([ModuleSpec("lora", None, loras)]), {0: tmp_path / "u2"})
