@@ -170,7 +170,7 @@ def _import_file(path: str) -> None:
     raise ConfigError(f"plugin file {path!r} not found")
   # One stable module name per file, so a second import finds it in sys.modules.
   name = f"perjax_plugin_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
-  if name in sys.modules:
+  if name in sys.modules or _imported_from(file):
     return
   spec = importlib.util.spec_from_file_location(name, file)
   module = importlib.util.module_from_spec(spec)
@@ -180,6 +180,16 @@ def _import_file(path: str) -> None:
   except BaseException:
     del sys.modules[name]
     raise
+
+
+def _imported_from(file: Path) -> bool:
+  """Whether some module already came from `file` (e.g. imported by its module name): running
+  it again would register its plugins a second time under another module name."""
+  for module in list(sys.modules.values()):
+    path = getattr(module, "__file__", None)
+    if path and Path(path).name == file.name and Path(path).resolve() == file:
+      return True
+  return False
 
 
 def methods_for(technique: Technique | None = None,

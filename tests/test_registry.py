@@ -32,6 +32,7 @@ def test_decorator_and_call_forms_record_the_defining_module():
 def test_config_file_registering_a_method_loads_twice(tmp_path, monkeypatch):
   # A config file is executed once per sweep run; its registrations must not clash.
   from perjax.experiment import config as cfg
+  registry.load_plugins()  # the built-in ones first, so they stay after the test
   monkeypatch.setattr(registry.METHODS, "_entries", dict(registry.METHODS._entries))
   file = tmp_path / "cfg_with_method.py"
   file.write_text(
