@@ -1,5 +1,5 @@
 """`perjax run CONFIG[:ARGS] --workdir DIR [--config.key=value ...]` and
-`perjax sweep CONFIG[:ARGS] --workdir DIR [--config.key=value ...]`.
+`perjax sweep CONFIG[:ARGS] --workdir DIR [--dry-run] [--config.key=value ...]`.
 
 `--config.a.b=v` (or `--config.a.b v`) overrides a field of the locked config; `v` is parsed
 with the field's type, and an unknown key is an error that names it.
@@ -51,6 +51,9 @@ def register(subparsers):
       "sweep", help="run every override set of a config file's sweep(add)"))
   s.add_argument("config", help="config file, optionally with :key=value,... arguments")
   s.add_argument("--workdir", required=True, help="folder of the runs and results.{csv,md,png}")
+  s.add_argument("--dry-run", action="store_true",
+                 help="list and check every run (config, method x granularity, options); "
+                      "run and write nothing")
   s.set_defaults(func=sweep, overrides={})
 
 
@@ -65,6 +68,11 @@ def run(args):
 def sweep(args):
   from pathlib import Path
   from perjax import experiment
-  experiment.run_sweep(args.config, args.workdir, args.overrides)
+  rows = experiment.run_sweep(args.config, args.workdir, args.overrides, dry_run=args.dry_run)
+  if args.dry_run:
+    for row in rows:
+      print(f"{row['run']}\t{json.dumps(row['overrides'])}")
+    print(f"{len(rows)} runs, all valid (dry run: nothing run or written)")
+    return 0
   print((Path(args.workdir) / "results.md").read_text(), end="")
   return 0
