@@ -149,3 +149,32 @@ def test_check_run_names_a_missing_option_block(scoped_registries):
     config.method, config.granularity = "zero_shot", "planet"
   with pytest.raises(ConfigError, match="unknown granularity 'planet'"):
     check_run(config)
+
+
+GRANULARITY_PLUGIN = '''"""A granularity defined outside the repository: users grouped by their id's first letter."""
+from perjax.grouping import Grouping, Groups, PoolPolicy, register
+from perjax.taxonomy import Granularity
+
+POOL = PoolPolicy(key=lambda example, group: group,
+                  header=lambda key: f"Past items of cohort {key}")
+
+
+def fit(train, ctx):
+  letters = sorted({e.user_id[0] for e in train})
+  known = {e.user_id: letters.index(e.user_id[0]) for e in train}
+  return Groups(num_groups=len(letters), pool=POOL, known=known,
+                assign_unseen=lambda examples: {e.user_id: 0 for e in examples},
+                names=tuple(letters))
+
+
+register(Grouping("cohort", Granularity.PERSONA, fit, description="by first letter"))
+'''
+
+
+def test_a_new_granularity_is_one_file(tmp_path, scoped_registries):
+  file = tmp_path / "outside_cohort.py"
+  file.write_text(GRANULARITY_PLUGIN)
+  work = tmp_path / "run"
+  args = cli_overrides({"method": "rag", "granularity": "cohort", "plugins": str(file)})
+  assert main(["run", SPEC, "--workdir", str(work), *args]) == 0
+  assert all(r["prompt"].startswith("Past items of cohort 0:\n") for r in _rows(work))
