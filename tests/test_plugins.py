@@ -178,3 +178,19 @@ def test_a_new_granularity_is_one_file(tmp_path, scoped_registries):
   args = cli_overrides({"method": "rag", "granularity": "cohort", "plugins": str(file)})
   assert main(["run", SPEC, "--workdir", str(work), *args]) == 0
   assert all(r["prompt"].startswith("Past items of cohort 0:\n") for r in _rows(work))
+
+
+def test_the_documented_prompting_method_runs(tmp_path, scoped_registries):
+  # docs/adding_a_method.md's worked example, exactly as written there, as a plugin file
+  from pathlib import Path
+  doc = (Path(__file__).resolve().parents[1] / "docs" / "adding_a_method.md").read_text()
+  code = doc.split("`methods/recent.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+  file = tmp_path / "recent_from_docs.py"
+  file.write_text(code)
+  work = tmp_path / "run"
+  args = cli_overrides({"method": "recent", "granularity": "global", "plugins": str(file),
+                        "methods.recent.n": 2, "methods.recent.as_system": "true"})
+  assert main(["run", SPEC, "--workdir", str(work), *args]) == 0
+  for r in _rows(work):
+    assert r["system"].startswith("Answer with one of the options.\n\nPast items of all users:\n")
+    assert r["system"].count("\n- ") == 2 and r["prompt"].startswith("Topic: ")
