@@ -1,13 +1,14 @@
 """A LaMP / LongLaMP task from its official files; metrics are the task's official ones.
 
 `path` is the folder of `{prefix}{split}_questions.json` / `{prefix}{split}_outputs.json`
-(default: the lamp_tiny LaMP-2 sample in the shared data folder). LaMP has no persona labels,
-so persona groups come from clustering users' profiles. LaMP's test golds are withheld, so
-runs are scored on the dev split.
+(default: the lamp_tiny LaMP-2 sample in the shared data folder). `prefix` is found from the
+file names, as `perjax data inspect` does; give it only for a folder holding several tasks.
+LaMP has no persona labels, so persona groups come from clustering users' profiles. LaMP's
+test golds are withheld, so runs are scored on the dev split.
 
   perjax run experiments/lamp.py:method=rag --workdir /tmp/lamp-rag
-  perjax run experiments/lamp.py:path=/data/LaMP_2,prefix=LaMP_2_,method=rag --workdir /tmp/l2
-  perjax sweep experiments/lamp.py:path=/data/LaMP_2,prefix=LaMP_2_ --workdir /tmp/lamp2
+  perjax run experiments/lamp.py:path=/data/LaMP_2,method=rag --workdir /tmp/l2
+  perjax sweep experiments/lamp.py:path=/data/LaMP_2 --workdir /tmp/lamp2
   perjax sweep experiments/lamp.py:smoke --workdir /tmp/lamp-smoke
 """
 from perjax.experiment.config import defaults, parse_arg
@@ -16,7 +17,7 @@ from perjax.experiment.sweep import taxonomy_grid
 
 def get_config(arg=None):
   arg = parse_arg(arg, smoke=False, method="zero_shot", granularity="user", path="",
-                  prefix="LaMP_22_", model="smollm2-135m-instruct")
+                  prefix="", model="smollm2-135m-instruct")
   c = defaults()
   c.model, c.method, c.granularity = arg.model, arg.method, arg.granularity
   c.data.name = "lamp"

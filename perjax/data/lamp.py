@@ -2,6 +2,7 @@
 
 Official layout: `{split}_questions.json` = [{id, input, profile: [{id, ...fields}]}] and
 `{split}_outputs.json` = {task, golds: [{id, output}]}; files may carry a prefix (`LaMP_2_`).
+Questions may also carry a `user_id`. Question ids must be unique across the splits.
 """
 import dataclasses
 import datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem, Task, profile_user_id
 from perjax.data.files import read_json
+from perjax.data.lamp_pairs import lamp_profile_pair
 from perjax.errors import DataError
 
 LAMP1_LABELS = ("[1]", "[2]")
@@ -131,21 +133,59 @@ def read_questions(path, golds: dict[str, str] | None = None) -> list[Personaliz
     qid = str(q["id"])
     if golds is not None and qid not in golds:
       raise DataError(f"{path}: question {qid!r} has no gold output")
+    # A user_id field names the user; without one, a user is the set of their profile items.
+    user = str(q["user_id"]) if q.get("user_id") not in (None, "") else \
+        profile_user_id([it.id for it in items])
     out.append(PersonalizedExample(
-        id=qid, user_id=profile_user_id([it.id for it in items]), input=str(q["input"]),
+        id=qid, user_id=user, input=str(q["input"]),
         target=golds[qid] if golds is not None else None, profile=Profile(tuple(items))))
   return out
 
 
-def load_lamp(path: "str | os.PathLike", prefix: str = "", task: str | None = None) -> Task:
+_SPLITS = ("train", "dev", "test")
+
+
+def detect_prefix(path: "str | os.PathLike") -> str:
+  """The prefix of the `{prefix}{split}_questions.json` files in folder `path` ("LaMP_2_", or
+  "" for plain `train_questions.json`); an error when there are none or several."""
+  root = Path(path)
+  if not root.is_dir():
+    raise DataError(f"{root} is not a folder of LaMP files")
+  found = sorted({f.name[:-len(f"{s}_questions.json")] for s in _SPLITS
+                  for f in root.glob(f"*{s}_questions.json")})
+  if not found:
+    raise DataError(f"{root} holds no LaMP files (PREFIX{{train,dev,test}}_questions.json)")
+  if len(found) > 1:
+    raise DataError(f"{root} holds LaMP files with several prefixes {found}; pass prefix= one "
+                    "of them")
+  return found[0]
+
+
+def _check_unique_ids(root, splits):
+  """Question ids name examples (and their trained groups): one id in two places is refused."""
+  seen = {}
+  for split, examples in splits.items():
+    for ex in examples:
+      if ex.id in seen:
+        where = f"{seen[ex.id]} and {split}" if seen[ex.id] != split else f"{split} twice"
+        raise DataError(f"{root}: question id {ex.id!r} is in {where}; ids must be unique "
+                        "across splits")
+      seen[ex.id] = split
+
+
+def load_lamp(path: "str | os.PathLike", prefix: str | None = None,
+              task: str | None = None) -> Task:
   """Reads every `{prefix}{split}_questions.json` (train, dev, test) found in the folder `path`.
 
-  The task name comes from `task`, else from an outputs file. Splits without an outputs file
-  (LaMP test sets) get target None.
+  An empty or missing `prefix` is found from the file names (`detect_prefix`). The task name
+  comes from `task`, else from an outputs file. Splits without an outputs file (LaMP test sets)
+  get target None. A question's `user_id` field, where present, names its user.
   """
   root = Path(path)
+  if not prefix:
+    prefix = detect_prefix(root)
   splits, names, all_golds, fields = {}, set(), set(), set()
-  for split in ("train", "dev", "test"):
+  for split in _SPLITS:
     qpath = root / f"{prefix}{split}_questions.json"
     if not qpath.is_file():
       continue
@@ -164,10 +204,13 @@ def load_lamp(path: "str | os.PathLike", prefix: str = "", task: str | None = No
                     f"(no {prefix}{{train,dev,test}}_questions.json in {root})")
   if len(names) > 1:
     raise DataError(f"{root}: outputs files disagree on the task: {sorted(names)}")
+  _check_unique_ids(root, splits)
   name = task or (names.pop() if names else None)
   if name is None:
     raise DataError(f"{root}: no outputs file names the task; pass task=")
   spec = lamp_spec(name, all_golds, fields)
+  examples = [e for s in splits.values() for e in s]
   return Task(name=spec.task, granularity="user", splits=splits, metrics=spec.metrics,
               labels=spec.labels, split_by="official",
-              description=f"{spec.task} read from {root}/{prefix}*")
+              description=f"{spec.task} read from {root}/{prefix}*",
+              profile_pair=lamp_profile_pair(spec.task, spec.labels, examples, fields))

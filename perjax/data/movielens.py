@@ -8,6 +8,7 @@ import random
 
 from perjax.data.catalog import dataset
 from perjax.data.files import data_root, read_csv
+from perjax.data.pairs import FieldPair
 from perjax.data.schema import ProfileItem, Task
 from perjax.data.splits import Record, history_splits
 from perjax.errors import ConfigError, DataError
@@ -77,18 +78,27 @@ def movielens_tagging(data_dir=None, split="user", seed=0, n_tags=20, min_histor
                           target=tag, item=item, time=t, is_example=is_example))
   splits = history_splits(records, by=split, seed=seed, fractions=fractions,
                           min_history=min_history, max_profile=max_profile)
+  # An item is (movie, tag): the example's own format; a tag outside the vocabulary forms no pair.
   return Task("movielens-tagging", "user", splits, ("accuracy", "f1"), vocab, split,
-              f"MovieLens tags, {len(vocab)}-tag vocabulary")
+              f"MovieLens tags, {len(vocab)}-tag vocabulary",
+              profile_pair=FieldPair("movie", "tag", labels=vocab))
 
 
 @dataset("movielens-rating", "user",
          "predict the 1-5 star rating a user gives a movie (LaMP-3 style); profile = the user's "
          "earlier ratings", split_kinds=("user", "time"))
-def movielens_rating(data_dir=None, split="user", seed=0, max_users=100,
-                     max_ratings_per_user=60, min_history=5, max_profile=32,
+def movielens_rating(data_dir=None, split="user", seed=0, max_users=200,
+                     max_ratings_per_user=60, min_history=20, max_profile=32,
                      fractions=(0.8, 0.1, 0.1)) -> Task:
   """Ratings are rounded to whole stars by `round_rating`. To stay small, `max_users` users are
-  drawn (seeded) and each keeps their `max_ratings_per_user` most recent ratings."""
+  drawn (seeded) and each keeps their `max_ratings_per_user` most recent ratings.
+
+  A rating is an example once the user has `min_history` strictly earlier ratings, its profile
+  the (at most `max_profile`) latest of them. So under split "user" (no dev/test user in train)
+  each held-out user's first `min_history` ratings are history only: the own history that
+  per-user training reads. The defaults give about 570 test examples from 18 users. Other
+  users' ratings of the same movie reach an example through a global pool (perjax.pools), which
+  holds every user's profile items, training users' included."""
   root = data_root(data_dir) / "movielens"
   movies = _movies(root)
   path = root / "ratings.csv"
@@ -113,4 +123,5 @@ def movielens_rating(data_dir=None, split="user", seed=0, max_users=100,
   splits = history_splits(records, by=split, seed=seed, fractions=fractions,
                           min_history=min_history, max_profile=max_profile)
   return Task("movielens-rating", "user", splits, ("MAE", "RMSE"), RATING_LABELS, split,
-              "MovieLens ratings rounded to whole stars")
+              "MovieLens ratings rounded to whole stars",
+              profile_pair=FieldPair("movie", "rating", labels=RATING_LABELS))

@@ -8,12 +8,16 @@ import random
 
 from perjax.data.catalog import dataset
 from perjax.data.files import data_root, read_csv, require
+from perjax.data.pairs import FieldPair
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem, Task, stable_id
 from perjax.data.splits import SPLITS, cut, check_fractions
 from perjax.errors import DataError
 
 _SPC_FILES = ("Synthetic-Persona-Chat_valid.csv", "Synthetic-Persona-Chat_test.csv")
 _CONVAI2_FILE = "valid_self_original_no_cands.txt"
+# An item is a first-person persona fact, not a turn: as a pair it is the speaker's reply to a
+# partner asking about them, in the examples' dialogue format ("Partner: ..." -> own turn).
+FACT_PAIR = FieldPair(None, "fact", prefix="Partner: Tell me about yourself.")
 
 
 def _persona(facts: list[str]) -> tuple[str, Profile]:
@@ -117,4 +121,5 @@ def persona_chat(data_dir=None, split="user", seed=0, sources=("synthetic", "con
     if e.persona_id in where:
       splits[where[e.persona_id]].append(e)
   return Task("persona-chat", "persona", splits, ("rouge-1", "rouge-L", "bleu"), None, split,
-              f"persona-conditioned dialogue from {', '.join(sources)}")
+              f"persona-conditioned dialogue from {', '.join(sources)}",
+              profile_pair=FACT_PAIR)

@@ -6,7 +6,7 @@ bundles the splits with what is needed to score them (metric names, label set).
 """
 import dataclasses
 import hashlib
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,10 @@ class Task:
 
   splits: name ("train", "dev", "test") -> examples. metrics: metric names, the first primary.
   labels: the fixed label list of a classification task (None otherwise). split_by: how the
-  splits were drawn ("user", "time", "random", "query", or "official").
+  splits were drawn ("user", "time", "random", "query", or "official"). profile_pair: how one
+  profile item becomes an (input, target) pair in the task's own format (the input the task's
+  examples use, the item's own answer as target), None where an item cannot form one; None for
+  a task whose items never can (see perjax.data.own_history).
   """
   name: str
   granularity: str
@@ -75,6 +78,7 @@ class Task:
   labels: tuple[str, ...] | None = None
   split_by: str = "official"
   description: str = ""
+  profile_pair: "Callable[[ProfileItem], tuple[str, str] | None] | None" = None
 
   @property
   def primary_metric(self) -> str:

@@ -63,6 +63,9 @@ def history_splits(records: Sequence[Record], by: str = "user", seed: int = 0,
     raise ConfigError(f"unknown split {by!r}; choose user, time or random")
   if by == "time" and any(r.time is None for r in records):
     raise ConfigError("a time split needs a time on every record")
+  if max_profile is not None and min_history > max_profile:
+    raise ConfigError(f"min_history={min_history} exceeds max_profile={max_profile}: no record "
+                      "could be an example")
   rng = random.Random(seed)
   by_user = _group(records)
   users = sorted(by_user)

@@ -6,6 +6,7 @@ The target is the set of emotions the annotator marked, in the fixed order of EM
 """
 from perjax.data.catalog import dataset
 from perjax.data.files import data_root, read_csv
+from perjax.data.pairs import FieldPair
 from perjax.data.schema import ProfileItem, Task
 from perjax.data.splits import Record, history_splits
 from perjax.errors import DataError
@@ -45,5 +46,7 @@ def studemo(data_dir=None, split="user", seed=0, max_profile=32, max_chars=None,
                           target=label, item=item))
   splits = history_splits(records, by=split, seed=seed, fractions=fractions, causal=False,
                           min_history=1, max_profile=max_profile)
+  # An item is (text, the annotator's ", "-joined emotions): the example's own format.
   return Task("studemo", "user", splits, ("accuracy", "multilabel_f1"), EMOTIONS, split,
-              "StudEmo per-annotator emotions (multi-label, ', '-joined)")
+              "StudEmo per-annotator emotions (multi-label, ', '-joined)",
+              profile_pair=FieldPair("text", "emotions"))

@@ -7,6 +7,7 @@ population's majority. The profile lists the user's past picks (topic, item, cho
 retrieving the same-topic picks, or training on them, recovers the answer. Options are short
 single words so a small LM can emit them. Everything is generated from the seed; no files.
 """
+import dataclasses
 import random
 
 from perjax.data.catalog import dataset
@@ -41,6 +42,18 @@ def question(topic: str, item: str, options) -> str:
           f"Options: {', '.join(options)}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class PickPair:
+  """A past pick (topic, item, choice) as the question an example asks, with the choice."""
+  options: tuple[str, ...]
+
+  def __call__(self, item: ProfileItem) -> tuple[str, str] | None:
+    f = item.fields
+    if not f.get("topic") or not f.get("item") or f.get("choice") not in self.options:
+      return None
+    return question(f["topic"], f["item"], self.options), f["choice"]
+
+
 @dataset("synthetic", "persona",
          "generated users in personas; the pick per topic follows the persona's favourite unless "
          "the user overrides it; profile = the user's past picks", split_kinds=("time", "user"))
@@ -73,4 +86,4 @@ def synthetic(split="time", seed=0, n_personas=4, users_per_persona=4, examples_
                           min_history=min(1, profile_size), max_profile=profile_size)
   return Task("synthetic", "persona", splits, ("accuracy", "f1"), options, split,
               f"{n_personas} personas x {users_per_persona} users, {n_topics} topics, "
-              f"{n_options} options")
+              f"{n_options} options", profile_pair=PickPair(options))

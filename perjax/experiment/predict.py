@@ -13,20 +13,67 @@ from perjax.scoring import continuation_logprobs
 MODES = ("generate", "label_likelihood")
 
 
+# Phrases after which a model states its answer: a noun with a connector ("Rating: 4", "the
+# answer is comedy"; a bare "4 stars" is no cue) or a first-person verb ("I'd say 4").
+_CUES = re.compile(r"\b(?:(?:answer|rating|score|stars|category|tag|label|prediction)\s*"
+                   r"(?:[:=]|\bis\b|\bwould be\b|\bof\b)|"
+                   r"i(?:'d|’d| would) (?:say|give|rate|pick|choose|go with)\b)", re.IGNORECASE)
+_LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)")  # "1. ", "2) " opening a line
+# "scale of 1 to 5", "from 1-5", "out of 5", "/5": numbers that name the scale, not an answer
+_SCALE = re.compile(r"\b(?:scale|range)?\s*(?:of|from)\s+\d+\s*(?:to|-)\s*\d+|"
+                    r"\bout of\s+\d+|/\s*\d+", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w]|\.\d)")
+
+
+def _as_number(s: str) -> float | None:
+  try:
+    return float(s)
+  except ValueError:
+    return None
+
+
+def _first_label(text: str, labels: Sequence[str]) -> str | None:
+  """The label `text` names first: for numeric labels the first standalone number that is one,
+  else the first whole-word mention (longest on ties, so "based on a book" beats "book")."""
+  values = [_as_number(l) for l in labels]
+  if all(v is not None for v in values):
+    for m in _NUMBER.finditer(text):
+      if float(m.group()) in values:
+        return labels[values.index(float(m.group()))]
+    return None
+  best = None
+  for label in labels:
+    m = re.search(r"(?<!\w)" + re.escape(label.lower()) + r"(?!\w)", text.lower())
+    if m and (best is None or (m.start(), -len(label)) < best[0]):
+      best = ((m.start(), -len(label)), label)
+  return best[1] if best else None
+
+
 def to_label(text: str, labels: Sequence[str]) -> str:
-  """The label `text` names: an exact (case-insensitive) match, else the label mentioned first
-  (longest on ties, so "based on a book" beats "book"), else the stripped text itself, which
-  then scores as wrong."""
+  """The label a generated answer names, tried in this order:
+
+  1. the whole answer is a label (case-insensitive; surrounding quotes and periods ignored);
+  2. the first label after an answer cue ("Rating: 4", "the answer is comedy", "I'd say 4");
+  3. none, if the answer enumerates ("1. 1\\n2. 2 ..." lists the scale, it picks nothing);
+  4. the first label named: for numeric label sets the first standalone number that is a
+     label, after dropping list markers and scale mentions ("scale of 1 to 5", "out of 5");
+     otherwise the first whole-word mention, longest on ties.
+  With no label found, the stripped text itself, which then scores as wrong (for MAE as the
+  farther end of the scale, as LaMP's evaluation does).
+  """
   clean = text.strip().strip(".\"'").strip()
   lower = {l.lower(): l for l in labels}
   if clean.lower() in lower:
     return lower[clean.lower()]
-  best = None
-  for label in labels:
-    m = re.search(r"(?<!\w)" + re.escape(label.lower()) + r"(?!\w)", clean.lower())
-    if m and (best is None or (m.start(), -len(label)) < best[0]):
-      best = ((m.start(), -len(label)), label)
-  return best[1] if best else clean
+  body = _SCALE.sub(" ", _LIST_MARKER.sub(" ", clean))
+  for cue in _CUES.finditer(body):
+    label = _first_label(body[cue.end():], labels)
+    if label is not None:
+      return label
+  if len(_LIST_MARKER.findall(clean)) >= 2:
+    return clean
+  label = _first_label(body, labels)
+  return label if label is not None else clean
 
 
 def generate(generator, prompts, group_ids, config, *, system=None) -> list[str]:
