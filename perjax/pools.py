@@ -11,6 +11,7 @@ its own user that is not in its own profile. Such an item may be the example's o
 come after it. Other users' items in the pool are all visible.
 """
 import dataclasses
+import functools
 from typing import Hashable, Iterable, Sequence
 
 from perjax.data.schema import PersonalizedExample, ProfileItem
@@ -40,28 +41,38 @@ def own_ids(example: PersonalizedExample) -> frozenset[str]:
 
 
 class Pools:
-  """The pools of a grouping over a set of source examples."""
+  """The pools of a grouping over a set of source examples, collected on first use (a run
+  without a prompting method never pays for them)."""
 
   def __init__(self, sources: Sequence[PersonalizedExample], groups: Groups | None = None):
     self.sources = list(sources)
     self.groups = groups
     self.policy = groups.pool if groups is not None else OWN_PROFILE
-    self._group_of = groups.group_of(self.sources) if groups is not None and sources else {}
+    self._group_of: dict[str, int] | None = None
+
+  @functools.cached_property
+  def _pools(self) -> dict[Hashable, Pool]:
     collected: dict[Hashable, dict[tuple[str, str], ProfileItem]] = {}
     for e in self.sources:
       items = collected.setdefault(self.key(e), {})
       for it in e.profile:
         items.setdefault((e.user_id, it.id), it)
-    self._pools = {}
+    pools = {}
     for key, items in collected.items():
       ordered = sorted(items.items(), key=lambda kv: self.policy.order(kv[1], kv[0][0]))
-      self._pools[key] = Pool(key, self.policy.header(key), tuple(it for _, it in ordered),
-                              tuple(owner for (owner, _), _ in ordered))
-    self._known = {(o, it.id) for p in self._pools.values() for o, it in zip(p.owners, p.items)}
+      pools[key] = Pool(key, self.policy.header(key), tuple(it for _, it in ordered),
+                        tuple(owner for (owner, _), _ in ordered))
+    return pools
+
+  @functools.cached_property
+  def _known(self) -> set[tuple[str, str]]:
+    return {(o, it.id) for p in self._pools.values() for o, it in zip(p.owners, p.items)}
 
   def key(self, example: PersonalizedExample) -> Hashable:
     if self.groups is None:
       return self.policy.key(example, 0)
+    if self._group_of is None:  # every source's group in one call (one encoder pass)
+      self._group_of = self.groups.group_of(self.sources) if self.sources else {}
     if example.user_id not in self._group_of:
       self._group_of.update(self.groups.group_of([example]))
     return self.policy.key(example, self._group_of[example.user_id])
