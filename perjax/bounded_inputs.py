@@ -34,8 +34,9 @@ def fit_prompts(prompts: Sequence[Sequence[int]], limit: int, *, why: str = "") 
   cut = sum(len(p) > limit for p in prompts)
   if cut:
     longest = max(len(p) for p in prompts)
+    why = f"{why}; " if why else ""
     print(f"perjax: warning: {cut} of {len(prompts)} prompts were longer than {limit} tokens "
-          f"{why}(the longest: {longest}); cut to fit, keeping their start and end",
+          f"({why}the longest has {longest}); cut to fit, keeping their start and end",
           file=sys.stderr)
   return out
 

@@ -12,7 +12,9 @@ plus `personal.json` (each module's kind, level and options), so a user's parame
 shipped, inspected or loaded into any row of another model with `load_groups`, whatever the
 plugin.
 """
+import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -44,6 +46,16 @@ def abstract_state(state):
       return x
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
   return jax.tree.map(spec, state)
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+  previous = logging.root.manager.disable
+  logging.disable(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logging.disable(previous)
 
 
 class Checkpoints:
@@ -81,7 +93,8 @@ class Checkpoints:
     steps = self.steps()
     for i in reversed(range(len(steps))):
       try:
-        return self._restore(target, steps[i])
+        with _quiet_logging():  # orbax logs each failed read with a traceback of its own
+          return self._restore(target, steps[i])
       except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
         self._set_aside(steps[i], e, older=steps[i - 1] if i else None)
     return None

@@ -14,3 +14,13 @@ class ConfigError(PerjaxError):
 
 class DataError(PerjaxError):
   """A malformed or missing data file."""
+
+
+class TrainingDiverged(PerjaxError):
+  """The training loss became NaN or infinite."""
+
+  def __init__(self, step: int, what: str, kept_step: "int | None"):
+    kept = (f"checkpoint step {kept_step} is kept" if kept_step is not None
+            else "no checkpoint was written")
+    super().__init__(f"training stopped: {what} at step {step}; {kept} "
+                     "(try a smaller train.lr)")

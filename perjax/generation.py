@@ -192,9 +192,9 @@ class Generator:
       ids = [tok(t).input_ids for t in texts]
     limit = prompt_limit(self.config.max_position, reserve=reserve, prefix=self.prefix_len,
                          max_tokens=max_tokens)
-    why = (f"(the model's context of {self.config.max_position}"
+    why = (f"the model's context of {self.config.max_position}"
            f"{f' less {reserve} for the answer' if reserve else ''}"
-           f"{' or eval.max_prompt_tokens' if max_tokens else ''}) ")
+           f"{', or eval.max_prompt_tokens' if max_tokens else ''}")
     return fit_prompts(ids, limit, why=why)
 
   def generate(self, texts: Sequence[str], *, group_ids=None, chat: bool = True,

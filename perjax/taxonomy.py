@@ -27,6 +27,11 @@ def parse_granularity(value: "str | Granularity") -> Granularity:
 
 
 def parse_technique(value: "str | Technique") -> Technique:
+  """A Technique; "fine-tuning" and "fine_tuning" (as the survey and README write it) are
+  accepted spellings of "finetuning"."""
+  if isinstance(value, str) and not isinstance(value, Technique):
+    value = value.strip().lower().replace("fine-tuning", "finetuning") \
+        .replace("fine_tuning", "finetuning")
   try:
     return Technique(value)
   except ValueError:

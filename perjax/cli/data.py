@@ -1,4 +1,5 @@
 """`perjax data list` and `perjax data inspect NAME_OR_PATH`: what a data set holds."""
+import inspect
 import json
 import statistics
 from pathlib import Path
@@ -35,19 +36,42 @@ def run_list(args):
   return 0
 
 
+_LAMP_SUFFIXES = tuple(f"{split}_{kind}.json" for split in ("train", "dev", "test")
+                       for kind in ("questions", "outputs"))
+
+
+def _lamp_prefix(path: Path) -> str:
+  """LaMP_2_train_questions.json -> "LaMP_2_"; a file not named like a LaMP file is an error."""
+  from perjax.errors import DataError
+  suffix = next((s for s in _LAMP_SUFFIXES if path.name.endswith(s)), None)
+  if suffix is None:
+    with open(path, "rb") as f:
+      binary = b"\0" in f.read(4096)
+    what = "a binary file" if binary else "not a LaMP file"
+    raise DataError(f"{path} is {what}; give a data set name (see `perjax data list`), a folder "
+                    "of LaMP files or one of its PREFIX{train,dev,test}_questions.json files")
+  return path.name[:-len(suffix)]
+
+
 def _load(args):
   from perjax.data import load_dataset, load_lamp
+  from perjax.errors import DataError
+  from perjax.registry import DATASETS
   path = Path(args.name)
   if path.exists():
     folder = path if path.is_dir() else path.parent
     prefix = args.prefix
-    if prefix is None:  # LaMP_2_train_questions.json -> "LaMP_2_"
-      probe = path if path.is_file() else next(iter(sorted(folder.glob("*_questions.json"))), path)
-      stem = probe.name
-      prefix = next((stem[:-len(s)] for s in ("train_questions.json", "dev_questions.json",
-                                             "test_questions.json") if stem.endswith(s)), "")
+    if prefix is None:
+      probe = path if path.is_file() else next(iter(sorted(folder.glob("*_questions.json"))), None)
+      if probe is None:
+        raise DataError(f"{folder} holds no LaMP files (PREFIX{{train,dev,test}}_questions.json)")
+      prefix = _lamp_prefix(probe)
     return load_lamp(folder, prefix)
-  params = {"seed": args.seed}
+  if args.name not in DATASETS and ("/" in args.name or args.name.endswith(".json")):
+    raise DataError(f"{args.name}: no such file or folder")
+  # Only the parameters the builder takes (the LaMP files have no seed, for one).
+  accepted = inspect.signature(DATASETS.get(args.name).build).parameters
+  params = {"seed": args.seed} if "seed" in accepted else {}
   if args.split:
     params["split"] = args.split
   if args.data_dir:

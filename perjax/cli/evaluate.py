@@ -2,8 +2,7 @@
 
 Both files use the LaMP outputs format {"task": "LaMP_N", "golds": [{"id", "output"}]}.
 """
-import json
-
+from perjax import strict_json
 from perjax.errors import DataError
 
 
@@ -21,5 +20,6 @@ def run(args):
   pred_task, preds = read_golds(args.preds)
   if gold_task != pred_task:
     raise DataError(f"task mismatch: {args.golds} is {gold_task!r}, {args.preds} is {pred_task!r}")
-  print(json.dumps(evaluate_lamp(gold_task, golds, preds)))
+  print(strict_json.dumps(evaluate_lamp(gold_task, golds, preds), what="metric",
+                          hint="a gold or prediction is not a usable number"))
   return 0

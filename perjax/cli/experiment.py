@@ -61,7 +61,8 @@ def run(args):
   from perjax import experiment
   config = experiment.load_config(args.config, args.overrides)
   metrics = experiment.train_and_evaluate(config, args.workdir)
-  print(json.dumps(metrics))
+  from perjax import strict_json
+  print(strict_json.dumps(metrics, what="metric"))
   return 0
 
 

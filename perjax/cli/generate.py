@@ -1,4 +1,6 @@
 """`perjax generate --model NAME --prompt TEXT`: print the model's continuation."""
+import dataclasses
+import sys
 
 
 def register(subparsers):
@@ -18,14 +20,32 @@ def register(subparsers):
 
 
 def run(args):
+  from perjax.bounded_inputs import fit_prompts, prompt_limit
+  from perjax.experiment.validate import check_model
   from perjax.generation import Generator, SamplingConfig
   from perjax.models import load
 
   sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p)
+                            top_k=args.top_k, top_p=args.top_p)  # checked before the slow load
+  check_model(args.model, "gguf-decoder", "--model")
+  print(f"loading {args.model} (the first use fetches and unpacks it)...", file=sys.stderr)
   model, tokenizer = load(args.model, dtype=args.dtype, param_dtype=args.dtype)
   generator = Generator(model, tokenizer)
-  outputs = generator.generate(args.prompt, chat=not args.no_chat, system=args.system,
-                               sampling=sampling, seed=args.seed)
-  for text in outputs:
-    print(text)
+  prompts = generator.encode_prompts(args.prompt, chat=not args.no_chat, system=args.system)
+  context = model.config.max_position - generator.prefix_len
+  sampling = _capped(sampling, context, max(len(p) for p in prompts))
+  prompts = fit_prompts(prompts, prompt_limit(context, reserve=sampling.max_new_tokens),
+                        why="the model's context less the answer")
+  for ids in generator.generate_ids(prompts, sampling=sampling, seed=args.seed):
+    print(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def _capped(sampling, context: int, prompt_len: int):
+  """`sampling` with max_new_tokens at most what fits in the context after the prompt (or half
+  the context, for a prompt so long it is cut to fit), saying so in one line."""
+  room = max(context - prompt_len, context // 2)
+  if sampling.max_new_tokens <= room:
+    return sampling
+  print(f"perjax generate: --max-new-tokens {sampling.max_new_tokens} capped at {room} (the "
+        f"model's context is {context} tokens)", file=sys.stderr)
+  return dataclasses.replace(sampling, max_new_tokens=room)

@@ -6,6 +6,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from perjax.bounded_inputs import length_batches
 from perjax.errors import ConfigError
 from perjax.generation import SamplingConfig
 from perjax.scoring import continuation_logprobs
@@ -79,12 +80,18 @@ def to_label(text: str, labels: Sequence[str]) -> str:
 def generate(generator, prompts, group_ids, config, *, system=None) -> list[str]:
   """Greedy continuations of `prompts` (each with its group's personal parameters)."""
   sampling = SamplingConfig(max_new_tokens=config.eval.max_new_tokens)
-  bs = config.eval.batch_size
-  outputs = []
-  for i in tqdm(range(0, len(prompts), bs), desc="generate", dynamic_ncols=True):
-    outputs += generator.generate(prompts[i:i + bs], group_ids=group_ids[i:i + bs],
-                                  chat=config.prompt.chat, system=system,
-                                  sampling=sampling, seed=config.seed)
+  ids = generator.encode_prompts(prompts, chat=config.prompt.chat, system=system,
+                                 reserve=sampling.max_new_tokens,
+                                 max_tokens=config.eval.get("max_prompt_tokens"))
+  outputs = [None] * len(ids)
+  # Batches of similar length: a long prompt pads only its own batch (see bounded_inputs).
+  for batch in tqdm(length_batches([len(p) for p in ids], config.eval.batch_size),
+                    desc="generate", dynamic_ncols=True):
+    outs = generator.generate_ids([ids[i] for i in batch],
+                                  group_ids=[group_ids[i] for i in batch], sampling=sampling,
+                                  seed=config.seed)
+    for i, o in zip(batch, outs):
+      outputs[i] = generator.tokenizer.decode(o, skip_special_tokens=True)
   return outputs
 
 
@@ -94,11 +101,16 @@ def rank_labels(generator, prompts, group_ids, labels, config, *, system=None):
   tok = generator.tokenizer
   eos = list(generator.config.eos_token_ids)[:1]
   candidates = [tok(l, add_special_tokens=False).input_ids + eos for l in labels]
-  ids = generator.encode_prompts(prompts, chat=config.prompt.chat, system=system)
+  ids = generator.encode_prompts(prompts, chat=config.prompt.chat, system=system,
+                                 reserve=max(len(c) for c in candidates),
+                                 max_tokens=config.eval.get("max_prompt_tokens"))
   # eval.batch_size counts [prompt + label] rows, so memory stays put as label sets grow
   per_batch = max(1, config.eval.batch_size // len(labels))
-  scores = continuation_logprobs(generator, ids, candidates, group_ids=group_ids,
-                                 batch_size=per_batch)
+  scores = np.zeros((len(ids), len(labels)), np.float32)
+  for batch in length_batches([len(p) for p in ids], per_batch):
+    scores[batch] = continuation_logprobs(
+        generator, [ids[i] for i in batch], candidates,
+        group_ids=[group_ids[i] for i in batch], batch_size=len(batch))
   return [labels[i] for i in np.argmax(scores, axis=1)], scores
 
 

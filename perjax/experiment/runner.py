@@ -44,13 +44,23 @@ CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "pr
 def _read_checkpoint(name: str):
   # A sweep builds many models from the same weights: read and dequantize them once.
   from perjax.models.decoder_loading import read_checkpoint
+  _say_loading("model", name)
   return read_checkpoint(name, progress=False)
 
 
 @functools.lru_cache(maxsize=2)
 def _encoder(name: str):
   from perjax.models import load_encoder
+  _say_loading("encoder", name)
   return load_encoder(name)
+
+
+def _say_loading(kind: str, name: str) -> None:
+  """One line before a slow step, so a first run is not silent for minutes."""
+  from perjax.models import zoo
+  fetch = "downloading it (first use), then " if name in zoo.MODELS and not zoo.is_cached(name) \
+      else ""
+  print(f"loading {kind} {name}: {fetch}reading the weights...", file=sys.stderr)
 
 
 def load_model(config, personal):
@@ -112,7 +122,7 @@ def train_and_evaluate(config, workdir) -> dict:
     if metrics is not None:
       print(f"{workdir}: finished already", file=sys.stderr)
       return metrics
-    check_writable(workdir)
+    check_writable(workdir)  # now, not after training: the checkpoints must be writable
     return _run(config, workdir, recipe)
 
 

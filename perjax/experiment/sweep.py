@@ -16,6 +16,8 @@ from perjax.experiment import config as cfg
 from perjax.experiment import report
 from perjax.experiment.options import check_run
 from perjax.experiment.runner import train_and_evaluate
+from perjax.experiment.validate import check_settings
+from perjax.experiment.workdir import shared_runs
 
 KEY_COLUMNS = ("method", "granularity")
 
@@ -52,7 +54,7 @@ def checked_configs(spec: str, overrides: dict | None = None) -> list[tuple[str,
   for name, o in sweep_runs(spec):
     try:
       config = cfg.load(spec, {**o, **(overrides or {})})
-      check_run(config)
+      check_settings(config, trains=check_run(config).trains)
     except ConfigError as e:
       raise ConfigError(f"sweep run {name!r}: {e}") from None
     out.append((name, o, config))
@@ -71,22 +73,33 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
             for name, o, _ in checked]
   swept = [k for k in dict.fromkeys(k for _, o, _ in checked for k in o) if k not in KEY_COLUMNS]
   configs = [(name, config) for name, _, config in checked]
+  done: dict[int, dict] = {}
+  # Each run holds its own folder's lock: a run another sweep holds is waited for after the
+  # rest, then its metrics are read (or it is resumed, if that sweep died).
+  shared_runs(range(len(configs)), lambda i: workdir / configs[i][0],
+              lambda i: done.update({i: _run_one(i, configs, workdir)}))
   rows = []
-  for i, (name, config) in enumerate(configs):
-    print(f"[{i + 1}/{len(configs)}] {name}", file=sys.stderr)
-    start = time.time()
-    metrics = train_and_evaluate(config, workdir / name)
-    print(f"[{i + 1}/{len(configs)}] {name}: {metrics} ({time.time() - start:.0f}s)",
-          file=sys.stderr)
+  for i in sorted(done):
+    name, config = configs[i]
     row = {"run": name, "method": config.method, "granularity": config.granularity}
     for key in swept:
       node = config
       for part in key.split("."):
         node = node[part]
       row[key] = node
-    rows.append({**row, **metrics})
+    rows.append({**row, **done[i]})
   report.write(workdir, rows, swept)
   return rows
+
+
+def _run_one(i: int, configs, workdir: Path) -> dict:
+  name, config = configs[i]
+  print(f"[{i + 1}/{len(configs)}] {name}", file=sys.stderr)
+  start = time.time()
+  metrics = train_and_evaluate(config, workdir / name)
+  print(f"[{i + 1}/{len(configs)}] {name}: {metrics} ({time.time() - start:.0f}s)",
+        file=sys.stderr)
+  return metrics
 
 
 def taxonomy_grid(add, methods, granularities=("user", "persona", "global"),

@@ -4,12 +4,14 @@ step, progress, and resumable checkpoints.
 The example order of step s depends only on (seed, s), and the step rng is fold_in(seed, s), so a
 run resumed from a checkpoint continues exactly as an uninterrupted one would.
 """
+import math
+
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from perjax import checkpoint
-from perjax.errors import ConfigError
+from perjax.errors import ConfigError, TrainingDiverged
 from perjax.training import batching, optim
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
@@ -54,13 +56,19 @@ def train(model, generator, recipe, prompts, targets, group_ids, num_groups, con
   return fit(model, recipe.objective, batch_at, num_groups, config, workdir)
 
 
+def _all_finite(state) -> bool:
+  trained = (state.personal, state.base if state.opt_base is not None else None)
+  return all(bool(jax.numpy.isfinite(x).all()) for x in jax.tree.leaves(trained))
+
+
 def fit(model, objective, batch_at, num_groups, config, workdir):
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
   tc = config.train
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx)
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
-  with checkpoint.Checkpoints(workdir, max_to_keep=1, async_save=False) as ckpt:
+  # Two kept: when the newest is damaged, restore falls back to the one before it.
+  with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:
     restored = ckpt.restore(state)
     state = state if restored is None else restored
     start = int(state.step)
@@ -69,7 +77,12 @@ def fit(model, objective, batch_at, num_groups, config, workdir):
                dynamic_ncols=True)
     for s in bar:
       state, metrics = step_fn(state, batch_at(s), jax.random.fold_in(key, s))
-      bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+      loss = float(metrics["loss"])
+      if not math.isfinite(loss):  # raised before saving: the last good checkpoint stays
+        raise TrainingDiverged(s + 1, f"the loss became {loss}", ckpt.latest_step())
+      bar.set_postfix(loss=f"{loss:.3f}")
       if (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps:
+        if not _all_finite(state):  # an update can overflow after a finite loss
+          raise TrainingDiverged(s + 1, "the parameters became non-finite", ckpt.latest_step())
         ckpt.save(state, force=True)
   return merge_model(graphdef, state)

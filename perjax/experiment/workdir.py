@@ -63,7 +63,7 @@ def _read(path: Path) -> dict | None:
   """The holder recorded in a lock file; {} while its writer has not written yet; None if gone."""
   try:
     text = path.read_text()
-  except FileNotFoundError:
+  except (FileNotFoundError, NotADirectoryError):
     return None
   except OSError:
     return {}
@@ -229,3 +229,37 @@ def finished_metrics(workdir: Path) -> dict | None:
   print(f"{path} is damaged; evaluating the run again", file=sys.stderr)
   path.unlink()
   return None
+
+
+def live_holder(workdir: Path) -> dict | None:
+  """The live process holding `workdir`'s lock, or None when it is free (or its lock stale)."""
+  path = Path(workdir) / LOCK_FILE
+  holder = _read(path)
+  if holder is None or _stale(path, holder):
+    return None
+  return holder
+
+
+def shared_runs(keys, folder_of, run, *, poll_s: float = 2.0) -> None:
+  """Calls `run(key)` for every key, skipping at first those whose folder another live process
+  holds; those are retried after the rest until their holder lets go (having finished the run,
+  which `run` then just reads, or having died, so that `run` resumes it)."""
+  pending, announced = list(keys), set()
+  while pending:
+    held = []
+    for key in pending:
+      holder = live_holder(folder_of(key))
+      if holder is None:
+        try:
+          run(key)
+          continue
+        except WorkdirBusy as e:  # taken between the look and the run
+          holder = e.holder
+      held.append(key)
+      if key not in announced:
+        announced.add(key)
+        print(f"{folder_of(key)}: run by pid {holder.get('pid', '?')} on "
+              f"{holder.get('host', '?')}; waiting for it after the other runs", file=sys.stderr)
+    pending = held
+    if pending:
+      time.sleep(poll_s)
