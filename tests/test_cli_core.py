@@ -23,7 +23,7 @@ def test_generate_prints_a_continuation(capsys):
 
 @pytest.mark.parametrize("argv, problem", [
     (["generate", "--model", "smollm3-135m", "--prompt", "x"], "unknown model 'smollm3-135m'"),
-    (["generate", "--model", "tiny-llama", "--prompt", "x", "--top-p", "2"], "invalid sampling"),
+    (["generate", "--model", "tiny-llama", "--prompt", "x", "--top-p", "2"], "top_p must be in (0, 1]"),
     (["bench", "generate", "--model", "tiny-llama", "--batch", "0"], "--batch must be >= 1"),
     (["list", "--technique", "prompt"], "unknown technique 'prompt'"),
 ])
