@@ -59,3 +59,15 @@ def length_batches(lengths: Sequence[int], batch_size: int, bucket: int = 32) ->
     current.append(i)
   batches.append(current)
   return batches
+
+
+def cap_new_tokens(requested: int, context: int, prompt_len: int, *, name: str) -> int:
+  """`requested` new tokens, or fewer where they would not fit in the context after a prompt of
+  `prompt_len` tokens (at least half the context: a longer prompt is cut instead), with one
+  line naming the setting `name` that was capped."""
+  room = max(context - prompt_len, context // 2)
+  if requested <= room:
+    return requested
+  print(f"perjax: {name} {requested} capped at {room} (the model's context is {context} "
+        "tokens)", file=sys.stderr)
+  return room

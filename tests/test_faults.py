@@ -270,7 +270,7 @@ def test_generate_caps_max_new_tokens(capsys):
   argv = ["generate", "--model", "tiny-llama", "--prompt", "hello", "--no-chat"]
   assert main([*argv, "--max-new-tokens", "100000"]) == 0
   err = capsys.readouterr().err
-  assert "--max-new-tokens 100000 capped at" in err and "context is 256 tokens" in err
+  assert "perjax: --max-new-tokens 100000 capped at" in err and "context is 256 tokens" in err
   assert main([*argv, "--top-p", "2"]) == 2
   assert "top_p must be in (0, 1]" in one_line_error(capsys.readouterr().err, "generate")
 

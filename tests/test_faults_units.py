@@ -178,3 +178,13 @@ def test_settings_are_checked(key, value, message):
 def test_training_settings_only_matter_when_training():
   validate.check_settings(_config(**{"train.steps": 0}), trains=False)
   validate.check_settings(_config(model="HuggingFaceTB/SmolLM2-135M-Instruct"), trains=True)
+
+
+def test_new_tokens_are_capped_to_the_context(capsys):
+  from perjax.bounded_inputs import cap_new_tokens
+  assert cap_new_tokens(8, 256, 40, name="x") == 8
+  assert capsys.readouterr().err == ""
+  assert cap_new_tokens(100_000, 256, 40, name="--max-new-tokens") == 216
+  assert cap_new_tokens(100_000, 256, 250, name="x") == 128  # the prompt is cut instead
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and err[0].startswith("perjax: --max-new-tokens 100000 capped at 216")

@@ -20,7 +20,7 @@ def register(subparsers):
 
 
 def run(args):
-  from perjax.bounded_inputs import fit_prompts, prompt_limit
+  from perjax.bounded_inputs import cap_new_tokens, fit_prompts, prompt_limit
   from perjax.experiment.validate import check_model
   from perjax.generation import Generator, SamplingConfig
   from perjax.models import load
@@ -33,19 +33,9 @@ def run(args):
   generator = Generator(model, tokenizer)
   prompts = generator.encode_prompts(args.prompt, chat=not args.no_chat, system=args.system)
   context = model.config.max_position - generator.prefix_len
-  sampling = _capped(sampling, context, max(len(p) for p in prompts))
+  sampling = dataclasses.replace(sampling, max_new_tokens=cap_new_tokens(
+      sampling.max_new_tokens, context, max(len(p) for p in prompts), name="--max-new-tokens"))
   prompts = fit_prompts(prompts, prompt_limit(context, reserve=sampling.max_new_tokens),
                         why="the model's context less the answer")
   for ids in generator.generate_ids(prompts, sampling=sampling, seed=args.seed):
     print(tokenizer.decode(ids, skip_special_tokens=True))
-
-
-def _capped(sampling, context: int, prompt_len: int):
-  """`sampling` with max_new_tokens at most what fits in the context after the prompt (or half
-  the context, for a prompt so long it is cut to fit), saying so in one line."""
-  room = max(context - prompt_len, context // 2)
-  if sampling.max_new_tokens <= room:
-    return sampling
-  print(f"perjax generate: --max-new-tokens {sampling.max_new_tokens} capped at {room} (the "
-        f"model's context is {context} tokens)", file=sys.stderr)
-  return dataclasses.replace(sampling, max_new_tokens=room)
