@@ -1,5 +1,5 @@
 """`perjax run CONFIG[:ARGS] --workdir DIR [--config.key=value ...]` and
-`perjax sweep CONFIG[:ARGS] --workdir DIR [--dry-run] [--config.key=value ...]`.
+`perjax sweep CONFIG[:ARGS] --workdir DIR [--dry-run] [--seeds N] [--config.key=value ...]`.
 
 `--config.a.b=v` (or `--config.a.b v`) overrides a field of the locked config; `v` is parsed
 with the field's type, and an unknown key is an error that names it.
@@ -54,6 +54,9 @@ def register(subparsers):
   s.add_argument("--dry-run", action="store_true",
                  help="list and check every run (config, method x granularity, options); "
                       "run and write nothing")
+  s.add_argument("--seeds", type=int, default=None, metavar="N",
+                 help="run each cell with seeds 0..N-1; results get mean, std, 95%% CI and "
+                      "significance against zero_shot, beside trivial baselines")
   s.set_defaults(func=sweep, overrides={})
 
 
@@ -69,7 +72,8 @@ def run(args):
 def sweep(args):
   from pathlib import Path
   from perjax import experiment
-  rows = experiment.run_sweep(args.config, args.workdir, args.overrides, dry_run=args.dry_run)
+  rows = experiment.run_sweep(args.config, args.workdir, args.overrides, dry_run=args.dry_run,
+                              seeds=args.seeds)
   if args.dry_run:
     for row in rows:
       print(f"{row['run']}\t{json.dumps(row['overrides'])}")

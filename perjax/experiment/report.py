@@ -24,9 +24,11 @@ def write_csv(path: Path, rows, columns) -> None:
       w.writerow({c: _fmt(r.get(c, "")) for c in columns})
 
 
-def markdown(rows, columns) -> str:
+def markdown(rows, columns, marks=frozenset()) -> str:
+  """A markdown table; the cells (row index, column) in `marks` get a `*` (significant)."""
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+  lines += ["| " + " | ".join(_fmt(r.get(c, "")) + ("*" if (i, c) in marks else "")
+                              for c in columns) + " |" for i, r in enumerate(rows)]
   return "\n".join(lines) + "\n"
 
 
@@ -58,12 +60,12 @@ def plot(path: Path, rows, swept, metric: str) -> None:
   plt.close(fig)
 
 
-def write(workdir, rows, swept=()) -> None:
+def write(workdir, rows, swept=(), marks=frozenset()) -> None:
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   columns = _columns(rows, list(swept))
   write_csv(workdir / "results.csv", rows, columns)
-  (workdir / "results.md").write_text(markdown(rows, columns))
+  (workdir / "results.md").write_text(markdown(rows, columns, marks))
   metrics = [c for c in columns if c not in NON_METRIC and c not in swept]
   if rows and metrics:
     plot(workdir / "results.png", rows, list(swept), metrics[0])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import report
+from perjax.experiment import report, seeded
 from perjax.experiment.options import check_run
 from perjax.experiment.runner import train_and_evaluate
 from perjax.experiment.validate import check_settings
@@ -62,12 +62,17 @@ def checked_configs(spec: str, overrides: dict | None = None) -> list[tuple[str,
 
 
 def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
-              dry_run: bool = False) -> list[dict]:
+              dry_run: bool = False, seeds: int | None = None) -> list[dict]:
   """Runs (or skips, when finished) every run of the sweep; writes DIR/results.{csv,md,png}.
   With `dry_run`, only lists and checks the runs (one row per run: name and overrides) and
-  writes nothing."""
+  writes nothing. With `seeds` N, each cell runs with seeds 0..N-1 (folders `NAME,seed=S`) and
+  its row holds statistics over them, beside trivial baselines (perjax.experiment.seeded)."""
   workdir = Path(workdir)
   checked = checked_configs(spec, overrides)
+  if seeds is not None:
+    if seeds < 1:
+      raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    checked = seeded.with_seeds(checked, seeds)
   if dry_run:
     return [{"run": name, "workdir": str(workdir / name), "overrides": o}
             for name, o, _ in checked]
@@ -88,6 +93,15 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
         node = node[part]
       row[key] = node
     rows.append({**row, **done[i]})
+  if seeds is not None:
+    cells: dict[str, tuple[dict, list]] = {}
+    for row in rows:
+      keys = {k: row[k] for k in ("method", "granularity", *swept)}
+      cell = seeded.cell_of(row["run"])
+      cells.setdefault(cell, ({"run": cell, **keys}, []))[1].append(workdir / row["run"])
+    rows, marks = seeded.seeded_rows(list(cells.values()), configs[0][1])
+    report.write(workdir, rows, swept, marks)
+    return rows
   report.write(workdir, rows, swept)
   return rows
 

@@ -1,0 +1,75 @@
+"""`perjax sweep --seeds N`: per-seed run folders, statistics columns, significance marks
+against zero_shot, trivial baselines as rows, and per_user.csv in every run."""
+import csv
+import json
+
+from experiment_tiny import QUICKSTART, cli_overrides
+from perjax.cli import main
+from perjax.data import load_dataset
+from perjax.experiment import config as cfg
+from perjax.experiment.seeded import seeded_rows
+
+SWEEP = f"""exec(open({QUICKSTART!r}).read())
+
+def sweep(add):
+  add(method="zero_shot", granularity="global")
+  add(method="rag", granularity="user")
+"""
+
+
+def _fake_run(folder, examples, right_every):
+  """A finished run's predictions.jsonl: right on every `right_every`-th example, else wrong."""
+  folder.mkdir(parents=True)
+  with open(folder / "predictions.jsonl", "w") as f:
+    for i, e in enumerate(examples):
+      pred = e.target if i % right_every == 0 else ("red" if e.target != "red" else "blue")
+      f.write(json.dumps({"id": e.id, "user_id": e.user_id, "prediction": pred,
+                          "target": e.target}) + "\n")
+
+
+def test_seeded_rows_mark_a_significant_difference(tmp_path):
+  config = cfg.load(f"{QUICKSTART}:smoke", {})
+  task = load_dataset(config.data.name, **config.data.params.to_dict())
+  examples = task.splits[config.eval.split]
+  cells = []
+  for method, granularity, right_every in (("zero_shot", "global", 4), ("rag", "user", 1),
+                                           ("rag", "global", 4)):
+    dirs = [tmp_path / f"{method}-{granularity}-{s}" for s in range(2)]
+    for d in dirs:
+      _fake_run(d, examples, right_every)
+    cells.append(({"run": method, "method": method, "granularity": granularity}, dirs))
+  rows, marks = seeded_rows(cells, config, n=300)
+  by_method = {(r["method"], r["granularity"]): r for r in rows}
+  zero, rag, same = (by_method[k] for k in (("zero_shot", "global"), ("rag", "user"),
+                                            ("rag", "global")))
+  assert zero["accuracy_mean"] == same["accuracy_mean"] < rag["accuracy_mean"] == 1.0
+  assert rag["accuracy_p"] < 0.05 and same["accuracy_p"] == 1.0 and zero["accuracy_p"] == ""
+  assert (rows.index(rag), "accuracy_mean") in marks
+  assert (rows.index(same), "accuracy_mean") not in marks
+  assert {"baseline:global_majority", "baseline:user_majority"} <= {r["method"] for r in rows}
+  assert all(r["seeds"] == (1 if r["method"].startswith("baseline") else 2) for r in rows)
+  per_user = list(csv.DictReader(open(tmp_path / "rag-user-0" / "per_user.csv")))
+  assert sum(int(r["examples"]) for r in per_user) == len(examples)
+  assert {float(r["accuracy"]) for r in per_user} == {1.0}
+
+
+def test_sweep_with_seeds_end_to_end(tmp_path):
+  path = tmp_path / "two_cells.py"
+  path.write_text(SWEEP)
+  out = tmp_path / "sweep"
+  args = ["sweep", f"{path}:smoke,model=tiny-llama", "--workdir", str(out), "--seeds", "2",
+          *cli_overrides({"data.max_test": 0})]
+  assert main(args) == 0
+  names = sorted(p.name for p in out.iterdir() if p.is_dir())
+  assert names == [f"method={m},granularity={g},seed={s}" for m, g in
+                   (("rag", "user"), ("zero_shot", "global")) for s in (0, 1)]
+  assert all((out / n / "per_user.csv").is_file() for n in names)
+  rows = list(csv.DictReader(open(out / "results.csv")))
+  for m in ("accuracy", "f1"):
+    assert {f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"} <= set(rows[0])
+  assert rows[0]["method"] == "zero_shot" and rows[0]["seeds"] == "2"
+  assert any(r["method"] == "baseline:user_majority" for r in rows)
+  table = (out / "results.md").read_text()
+  starred = {r["method"] + "@" + r["granularity"] for r in rows
+             if r.get("accuracy_p") and float(r["accuracy_p"]) < 0.05}
+  assert table.count("*") >= len(starred)
