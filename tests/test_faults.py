@@ -101,6 +101,7 @@ def test_workdir_that_is_a_file(tmp_path, capsys):
 
 
 # -- one run per workdir -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_second_config_racing_into_a_workdir_is_refused(tmp_path, capsys, reference):
   workdir, log = tmp_path / "race", tmp_path / "lora.log"
   lora = spawn("slow-steps", 0.3, ["run", SPEC, "--workdir", str(workdir), *ARGS], log)
@@ -117,6 +118,7 @@ def test_second_config_racing_into_a_workdir_is_refused(tmp_path, capsys, refere
   assert "differs in ['method']" in one_line_error(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_two_sweeps_into_one_folder_share_the_runs(tmp_path, capsys):
   path = tmp_path / "two_runs.py"
   path.write_text(f"exec(open({QUICKSTART!r}).read())\n\ndef sweep(add):\n"
@@ -139,7 +141,7 @@ def test_two_sweeps_into_one_folder_share_the_runs(tmp_path, capsys):
 @pytest.mark.slow
 def test_kill_mid_step_resumes_identically(tmp_path, capsys, reference):
   workdir, log = tmp_path / "killed", tmp_path / "killed.log"
-  run = spawn("slow-steps", 1.5, ["run", SPEC, "--workdir", str(workdir), *ARGS], log)
+  run = spawn("slow-steps", 1.0, ["run", SPEC, "--workdir", str(workdir), *ARGS], log)
   wait_for(lambda: (workdir / "checkpoints" / "2").is_dir(), run, log)
   run.send_signal(signal.SIGKILL)
   assert run.wait() == -signal.SIGKILL
