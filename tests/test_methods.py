@@ -1,7 +1,6 @@
 """Conformance: every registered method carries its taxonomy metadata, refuses impossible
 combinations with a ConfigError, and trains and answers on tiny-llama at every granularity it
 declares; a prompting method changes some prompt relative to zero_shot."""
-import dataclasses
 import json
 
 import pytest
@@ -88,14 +87,19 @@ def test_unknown_method_suggests():
     compose("lorra", "user", lambda n: {})
 
 
-def test_unsupported_granularity_and_conflicting_slots(monkeypatch):
+def test_unsupported_granularity_and_conflicting_objectives(monkeypatch):
   monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))  # registrations stay local
+  soft_prompt = METHODS.get("soft_prompt")
   register(Method(MethodInfo("only_user_prompt", Technique.EMBEDDING, (Granularity.USER,), "x",
-                             "test"), personal=lambda o: {"prompt_len": 2}))
+                             "test"), personal=soft_prompt.personal,
+                  objective=lambda *a, options: None))
   with pytest.raises(ConfigError, match="does not support granularity 'global'"):
-    compose("only_user_prompt", "global", lambda n: {})
-  with pytest.raises(ConfigError, match="both set the personal parameter 'prompt_len'"):
-    compose("soft_prompt+only_user_prompt", "user", lambda n: {"length": 3})
+    compose("only_user_prompt", "global", lambda n: {"length": 3})
+  # two prefixes are no conflict (they are concatenated); two objectives are
+  recipe = compose("soft_prompt+only_user_prompt", "user", lambda n: {"length": 3})
+  assert [m.name for m in recipe.modules] == ["soft_prompt", "only_user_prompt"]
+  with pytest.raises(ConfigError, match="both define the training objective"):
+    compose("dpo+only_user_prompt", "user",
+            lambda n: {"length": 3} if n != "dpo" else METHODS.get(n).defaults)
   recipe = compose("rag+lora", "user", lambda n: METHODS.get(n).defaults)  # OPPU composes
-  assert recipe.trains and recipe.personal_config(5).lora_rank == 8
-  assert dataclasses.replace(recipe.personal_config(5), groups=1).groups == 1
+  assert recipe.trains and [m.name for m in recipe.modules] == ["lora"]

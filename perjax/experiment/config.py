@@ -36,7 +36,9 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
   c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+lora)
   c.granularity = "user"
-  c.data = ConfigDict(dict(name="synthetic", params={}, max_train=0, max_test=0))
+  # sample_seed draws the max_train / max_test subsets: fixed apart from `seed`, so runs with
+  # several seeds score the same examples (paired statistics need that)
+  c.data = ConfigDict(dict(name="synthetic", params={}, max_train=0, max_test=0, sample_seed=0))
   c.prompt = ConfigDict(dict(chat=True, system="", suffix=""))
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, checkpoint_every=50))

@@ -6,8 +6,9 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from perjax.bounded_inputs import length_batches
+from perjax.bounded_inputs import cap_new_tokens, length_batches
 from perjax.errors import ConfigError
+from perjax.experiment.settings import EvalSettings
 from perjax.generation import SamplingConfig
 from perjax.scoring import continuation_logprobs
 
@@ -77,35 +78,32 @@ def to_label(text: str, labels: Sequence[str]) -> str:
   return label if label is not None else clean
 
 
-def generate(generator, prompts, group_ids, config, *, system=None) -> list[str]:
+def generate(generator, codec, prompts, group_ids, settings: EvalSettings) -> list[str]:
   """Greedy continuations of `prompts` (each with its group's personal parameters)."""
-  sampling = SamplingConfig(max_new_tokens=config.eval.max_new_tokens)
-  ids = generator.encode_prompts(prompts, chat=config.prompt.chat, system=system,
-                                 reserve=sampling.max_new_tokens,
-                                 max_tokens=config.eval.get("max_prompt_tokens"))
+  context = generator.config.max_position - generator.prefix_len
+  # at most half the context for the answer: the other half stays for the prompt
+  sampling = SamplingConfig(max_new_tokens=cap_new_tokens(
+      settings.max_new_tokens, context, context, name="eval.max_new_tokens"))
+  ids = codec.prompt_ids(prompts, reserve=sampling.max_new_tokens)
   outputs = [None] * len(ids)
   # Batches of similar length: a long prompt pads only its own batch (see bounded_inputs).
-  for batch in tqdm(length_batches([len(p) for p in ids], config.eval.batch_size),
+  for batch in tqdm(length_batches([len(p) for p in ids], settings.batch_size),
                     desc="generate", dynamic_ncols=True):
     outs = generator.generate_ids([ids[i] for i in batch],
                                   group_ids=[group_ids[i] for i in batch], sampling=sampling,
-                                  seed=config.seed)
+                                  seed=settings.seed)
     for i, o in zip(batch, outs):
       outputs[i] = generator.tokenizer.decode(o, skip_special_tokens=True)
   return outputs
 
 
-def rank_labels(generator, prompts, group_ids, labels, config, *, system=None):
+def rank_labels(generator, codec, prompts, group_ids, labels, settings: EvalSettings):
   """(the most likely label, [N, L] log-probs) per prompt. A label is scored as the target the
   training loss sees: its tokens, then EOS, right after the chat-formatted prompt."""
-  tok = generator.tokenizer
-  eos = list(generator.config.eos_token_ids)[:1]
-  candidates = [tok(l, add_special_tokens=False).input_ids + eos for l in labels]
-  ids = generator.encode_prompts(prompts, chat=config.prompt.chat, system=system,
-                                 reserve=max(len(c) for c in candidates),
-                                 max_tokens=config.eval.get("max_prompt_tokens"))
-  # eval.batch_size counts [prompt + label] rows, so memory stays put as label sets grow
-  per_batch = max(1, config.eval.batch_size // len(labels))
+  candidates = [codec.target_ids(l) for l in labels]
+  ids = codec.prompt_ids(prompts, reserve=max(len(c) for c in candidates))
+  # the batch size counts [prompt + label] rows, so memory stays put as label sets grow
+  per_batch = max(1, settings.batch_size // len(labels))
   scores = np.zeros((len(ids), len(labels)), np.float32)
   for batch in length_batches([len(p) for p in ids], per_batch):
     scores[batch] = continuation_logprobs(
@@ -114,15 +112,15 @@ def rank_labels(generator, prompts, group_ids, labels, config, *, system=None):
   return [labels[i] for i in np.argmax(scores, axis=1)], scores
 
 
-def predict(generator, prompts, group_ids, labels, config, *, system=None):
+def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings):
   """(raw outputs, predictions): what the model said and the label (or text) it is scored as."""
-  mode = config.predict.mode
+  mode = settings.mode
   if mode not in MODES:
     raise ConfigError(f"predict.mode {mode!r} is not one of {MODES}")
   if mode == "label_likelihood":
     if not labels:
       raise ConfigError("predict.mode=label_likelihood needs a task with a label set")
-    preds, _ = rank_labels(generator, prompts, group_ids, labels, config, system=system)
+    preds, _ = rank_labels(generator, codec, prompts, group_ids, labels, settings)
     return preds, preds
-  outputs = generate(generator, prompts, group_ids, config, system=system)
+  outputs = generate(generator, codec, prompts, group_ids, settings)
   return outputs, [to_label(o, labels) if labels else o.strip() for o in outputs]

@@ -2,15 +2,14 @@
 
 The task is loaded, users are grouped by the granularity, prompting methods rewrite the prompts,
 personal parameters (if any method declares them) are trained, and the evaluation split is
-answered (greedy generation mapped onto the task's labels, or the most likely label) and
-scored. Preference tasks (chosen/rejected pairs) go to `preference.run`: pairwise methods (DPO)
-train on pair batches, and the score is the preference accuracy of the implicit reward. A
-workdir holds one run: rerunning a finished run returns its metrics, an interrupted
-one resumes from its checkpoint.
+answered and scored. The task's kind (`kinds`: supervised generation/classification, preference
+pairs) says how rows are encoded, batched and evaluated; one training loop serves them all. Only
+this module reads the whole config: everything below it takes explicit settings. A workdir holds
+one run: rerunning a finished run returns its metrics, an interrupted one resumes from its
+checkpoint.
 """
 import dataclasses
 import functools
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,8 +20,10 @@ from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import predict, preference
+from perjax.experiment import kinds
+from perjax.experiment.encoding import Codec
 from perjax.experiment.options import check_run, granularity_options, method_options
+from perjax.experiment.settings import EvalSettings, TrainSettings
 from perjax.experiment.train import train
 from perjax.experiment.validate import check_settings
 from perjax.experiment.workdir import (WorkdirLock, check_writable, claim,
@@ -31,7 +32,6 @@ from perjax.generation import Generator
 from perjax.grouping import GroupingContext
 from perjax.pools import Pools
 from perjax.prompting import Prompt, PromptContext
-from perjax.metrics import evaluate_task
 from perjax.registry import GRANULARITIES
 
 # bm25s sets its logger to DEBUG on import and logs every index build; keep warnings only.
@@ -131,16 +131,17 @@ def _run(config, workdir: Path, recipe) -> dict:
   split = config.eval.split
   if split not in task.splits:
     raise ConfigError(f"eval.split {split!r} is not one of {sorted(task.splits)}")
-  train_examples = subsample(task.splits["train"], config.data.max_train, config.seed)
-  eval_examples = subsample(task.splits[split], config.data.max_test, config.seed)
+  train_examples = subsample(task.splits["train"], config.data.max_train, config.data.sample_seed)
+  eval_examples = subsample(task.splits[split], config.data.max_test, config.data.sample_seed)
   task = dataclasses.replace(task, splits={**task.splits, split: eval_examples})
-  pairs = preference.is_preference(task)
-  if recipe.pairwise and not pairs:
+  kind = kinds.kind_of(task)
+  if recipe.pairwise and kind is not kinds.Preference:
     raise ConfigError(f"method {config.method!r} trains on preference pairs; data "
                       f"{config.data.name!r} has none")
+  train_views, eval_views = kind.views(train_examples), kind.views(eval_examples)
 
   grouping = GRANULARITIES.get(config.granularity)
-  groups = grouping.fit(train_examples, GroupingContext(
+  groups = grouping.fit(train_views, GroupingContext(
       options=granularity_options(config, grouping.name), seed=config.seed,
       encoder=lambda: _encoder(config.encoder)))
   print(f"{workdir}: {config.method} @ {config.granularity} ({groups.num_groups} groups), "
@@ -148,31 +149,26 @@ def _run(config, workdir: Path, recipe) -> dict:
 
   model, tokenizer = load_model(config, personal_builder(recipe, groups))
   generator = Generator(model, tokenizer)
+  codec = Codec(generator, chat=config.prompt.chat,
+                max_prompt_tokens=config.eval.get("max_prompt_tokens"))
+  settings = EvalSettings.from_config(config)
   # Prompting methods draw from pools over every example of the run (training users' profiles
-  # included); preference pairs carry no profiles.
-  sources = train_examples + eval_examples
-  pools = Pools(preference.as_prompted(sources) if pairs else sources, groups)
-  if pairs:
-    prompts_of = lambda ex, s: build_prompts(recipe, pools, ex, s, config, task.labels)
-    return _finish(workdir, *preference.run(model, generator, recipe, groups, train_examples,
-                                            eval_examples, prompts_of, config, workdir))
+  # included).
+  pools = Pools(train_views + eval_views, groups)
+  prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels)
+  group_ids = groups.group_ids(eval_views)
+  state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
+                               recipe.trains)
   if recipe.trains:
-    prompts = build_prompts(recipe, pools, train_examples, "train", config, task.labels)
-    model = train(model, generator, recipe, [p.text for p in prompts],
-                  [e.target for e in train_examples], groups.group_ids(train_examples),
-                  groups.num_groups, config, workdir, system=[p.system for p in prompts])
+    train_prompts = build_prompts(recipe, pools, train_views, "train", config, task.labels)
+    rows, make_batch = kind.training_rows(codec, train_prompts, train_examples, recipe,
+                                          config.train.seq_len)
+    model = train(model, rows, groups.group_ids(train_views), make_batch, recipe.objective,
+                  groups.num_groups, TrainSettings.from_config(config), workdir)
     generator.refresh(model)
-
-  prompts = build_prompts(recipe, pools, eval_examples, split, config, task.labels)
-  group_ids = groups.group_ids(eval_examples)
-  outputs, preds = predict.predict(generator, [p.text for p in prompts], group_ids, task.labels,
-                                   config, system=[p.system for p in prompts])
-  metrics = evaluate_task(task, split, {e.id: p for e, p in zip(eval_examples, preds)})
-
-  return _finish(workdir, metrics, [
-      {"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text, "system": q.system,
-       "output": o, "prediction": p, "target": e.target}
-      for e, g, q, o, p in zip(eval_examples, group_ids, prompts, outputs, preds)])
+  metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,
+                                   split, settings, state)
+  return _finish(workdir, metrics, records)
 
 
 def _finish(workdir: Path, metrics: dict, records: list[dict]) -> dict:

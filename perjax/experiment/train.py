@@ -1,5 +1,5 @@
-"""Training the personal parameters of a run: batches from (prompt, target) pairs, the jitted
-step, progress, and resumable checkpoints.
+"""The training loop of every task kind: batches of encoded rows, the jitted step, progress,
+and resumable checkpoints.
 
 The example order of step s depends only on (seed, s), and the step rng is fold_in(seed, s), so a
 run resumed from a checkpoint continues exactly as an uninterrupted one would.
@@ -12,19 +12,9 @@ from tqdm.auto import tqdm
 
 from perjax import checkpoint
 from perjax.errors import ConfigError, TrainingDiverged
-from perjax.training import batching, optim
+from perjax.experiment.settings import TrainSettings
+from perjax.training import optim
 from perjax.training.step import init_train_state, make_train_step, merge_model
-
-
-def encode_pairs(generator, prompts, targets, system, config) -> list[tuple[list, list]]:
-  """(ids, loss_mask) per example: the chat-formatted prompt, then the target and EOS."""
-  tok = generator.tokenizer
-  eos = list(generator.config.eos_token_ids)[:1]
-  prompt_ids = generator.encode_prompts(prompts, chat=config.prompt.chat,
-                                        system=system)
-  return [batching.pack_example(p, tok(t, add_special_tokens=False).input_ids + eos,
-                                config.train.seq_len)
-          for p, t in zip(prompt_ids, targets)]
 
 
 def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
@@ -38,22 +28,22 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
   return out
 
 
-def train(model, generator, recipe, prompts, targets, group_ids, num_groups, config, workdir, *,
-          system=None):
-  """Trains `model`'s personal parameters for `config.train.steps` steps (resuming from the
-  workdir's latest checkpoint) and returns the trained model."""
-  tc = config.train
-  if not prompts:
-    raise ConfigError("this method trains personal parameters, but the train split is empty")
-  pairs = encode_pairs(generator, prompts, targets, system, config)
-  pad = generator.config.pad_token_id
+def train(model, rows, group_ids, make_batch, objective, num_groups: int,
+          settings: TrainSettings, workdir):
+  """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
+  example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
+  `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
+  the trained model."""
+  if not len(rows):
+    raise ConfigError("this method trains personal parameters, but it has no training examples")
+  pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
 
   def batch_at(s):
-    idx = step_examples(len(pairs), s, tc.batch_size * tc.accum, config.seed)
-    return batching.make_batch([pairs[i] + (int(group_ids[i]),) for i in idx],
-                               tc.seq_len, pad, tc.accum)
+    idx = step_examples(len(rows), s, per_step, settings.seed)
+    return make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
+                      pad, settings.accum)
 
-  return fit(model, recipe.objective, batch_at, num_groups, config, workdir)
+  return fit(model, objective, batch_at, num_groups, settings, workdir)
 
 
 def _all_finite(state) -> bool:
@@ -61,9 +51,9 @@ def _all_finite(state) -> bool:
   return all(bool(jax.numpy.isfinite(x).all()) for x in jax.tree.leaves(trained))
 
 
-def fit(model, objective, batch_at, num_groups, config, workdir):
+def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, workdir):
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
-  tc = config.train
+  tc = settings
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx)
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
@@ -72,7 +62,7 @@ def fit(model, objective, batch_at, num_groups, config, workdir):
     restored = ckpt.restore(state)
     state = state if restored is None else restored
     start = int(state.step)
-    key = jax.random.key(config.seed)
+    key = jax.random.key(tc.seed)
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
                dynamic_ncols=True)
     for s in bar:

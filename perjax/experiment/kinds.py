@@ -1,0 +1,144 @@
+"""Task kinds: how a kind of task is encoded for training, batched and evaluated. One training
+loop (`train.train`) serves every kind; the runner picks the kind of its task.
+
+  views(examples)                   the examples as prompted examples (what grouping and the
+                                    prompting methods see)
+  training_rows(codec, prompts, examples, recipe, seq_len) -> (rows, make_batch)
+  before_training(generator, codec, prompts, examples, group_ids, settings, trains) -> state
+  evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state)
+      -> (metrics, one record per example)
+
+`make_batch(items, seq_len, pad_id, accum)` takes `row + (group,)` tuples. A new kind (ranking,
+say) is a class with these four methods, registered in `TASK_KINDS` with `matches(task)`.
+"""
+import functools
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from perjax.data.schema import PersonalizedExample, PreferenceExample
+from perjax.experiment import predict
+from perjax.metrics import evaluate_task, preference_accuracy
+from perjax.registry import Registry
+from perjax.training import batching
+from perjax.training.objectives import sequence_logprobs
+
+TASK_KINDS = Registry("task kind")
+RESPONSES = ("chosen", "rejected")
+
+
+@TASK_KINDS.register("supervised")
+class Supervised:
+  """Generation and classification: (input, target) examples, answered by greedy generation
+  mapped onto the labels or by the most likely label (`EvalSettings.mode`)."""
+
+  @staticmethod
+  def matches(task) -> bool:
+    return all(isinstance(e, PersonalizedExample) for e in task.examples())
+
+  @staticmethod
+  def views(examples):
+    return list(examples)
+
+  @staticmethod
+  def training_rows(codec, prompts, examples, recipe, seq_len):
+    del recipe
+    return codec.supervised_rows(prompts, [e.target for e in examples], seq_len), \
+        batching.make_batch
+
+  @staticmethod
+  def before_training(*args, **kwargs):
+    return None
+
+  @staticmethod
+  def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state):
+    del state
+    outputs, preds = predict.predict(generator, codec, prompts, group_ids, task.labels, settings)
+    metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
+    records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
+                "system": q.system, "output": o, "prediction": p, "target": e.target}
+               for e, g, q, o, p in zip(examples, group_ids, prompts, outputs, preds)]
+    return metrics, records
+
+
+@TASK_KINDS.register("preference")
+class Preference:
+  """Chosen/rejected pairs per user or persona. A pairwise objective (DPO) trains on pair
+  batches; any other is fine-tuned on the chosen responses (SFT on preferred answers). Scored
+  by the preference accuracy of the implicit reward r(x, y) = log p(y | x) - log p_ref(y | x),
+  the reference being the model before training; a run that trains nothing is scored by the
+  raw log-likelihood margin."""
+
+  @staticmethod
+  def matches(task) -> bool:
+    return any(isinstance(e, PreferenceExample) for e in task.examples())
+
+  @staticmethod
+  def views(examples):
+    """Pairs as prompted examples (input = the prompt, no profile), so grouping and the
+    prompting methods treat them like any other task."""
+    return [PersonalizedExample(id=e.id, user_id=e.user_id, input=e.prompt, target=e.chosen,
+                                persona_id=e.persona_id) for e in examples]
+
+  @staticmethod
+  def _rows(codec, prompts, examples, seq_len) -> dict:
+    prompt_ids = codec.prompt_ids(prompts)
+    return {k: codec.response_rows(prompt_ids, [getattr(e, k) for e in examples], seq_len)
+            for k in RESPONSES}
+
+  @classmethod
+  def training_rows(cls, codec, prompts, examples, recipe, seq_len):
+    if not recipe.pairwise:
+      return codec.supervised_rows(prompts, [e.chosen for e in examples], seq_len), \
+          batching.make_batch
+    rows = cls._rows(codec, prompts, examples, seq_len)
+    return list(zip(rows["chosen"], rows["rejected"])), batching.make_preference_batch
+
+  @classmethod
+  def before_training(cls, generator, codec, prompts, examples, group_ids, settings, trains):
+    rows = cls._rows(codec, prompts, examples, settings.seq_len)
+    return rows, (score(generator, rows, group_ids, settings) if trains else None)
+
+  @staticmethod
+  def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state):
+    del codec, task, split
+    rows, ref = state
+    policy = score(generator, rows, group_ids, settings)
+    reward = {k: policy[k] - (ref[k] if ref is not None else 0.0) for k in RESPONSES}
+    metrics = {"preference_accuracy": preference_accuracy(reward["chosen"].tolist(),
+                                                          reward["rejected"].tolist())}
+    records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
+                "system": q.system, "chosen_reward": float(c), "rejected_reward": float(r)}
+               for e, g, q, c, r in zip(examples, group_ids, prompts, reward["chosen"],
+                                        reward["rejected"])]
+    return metrics, records
+
+
+def kind_of(task):
+  """The registered kind whose `matches(task)` holds."""
+  for _, kind in TASK_KINDS.items():
+    if kind.matches(task):
+      return kind
+  raise ValueError(f"no task kind handles data set {task.name!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _logprobs(graphdef, state, rows):
+  return sequence_logprobs(nnx.merge(graphdef, state), rows)
+
+
+def score(generator, rows, group_ids, settings) -> dict:
+  """{"chosen"/"rejected": [N] log p(response | prompt)} under the generator's current model,
+  in fixed-size batches (one compiled program)."""
+  bs, pad = settings.batch_size, generator.config.pad_token_id
+  n = len(group_ids)
+  out = {k: [] for k in RESPONSES}
+  for s in tqdm(range(0, n, bs), desc="score", dynamic_ncols=True):
+    for k in RESPONSES:
+      chunk = [rows[k][i] + (int(group_ids[i]),) for i in range(s, min(s + bs, n))]
+      chunk += [([], [], 0)] * (bs - len(chunk))  # filler rows, dropped below
+      batch = {key: v[0] for key, v in batching.make_batch(chunk, settings.seq_len, pad).items()}
+      out[k].append(np.asarray(_logprobs(generator.graphdef, generator.state, batch)))
+  return {k: np.concatenate(v)[:n] for k, v in out.items()}

@@ -1,0 +1,36 @@
+"""The explicit settings the training loop and the evaluation take. Only the runner reads a whole
+config; everything below it gets these."""
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  steps: int
+  batch_size: int
+  seq_len: int
+  optimizer: str = "adam"
+  lr: float = 1e-3
+  accum: int = 1
+  checkpoint_every: int = 50
+  seed: int = 0
+
+  @classmethod
+  def from_config(cls, config) -> "TrainSettings":
+    t = config.train
+    return cls(steps=t.steps, batch_size=t.batch_size, seq_len=t.seq_len, optimizer=t.optimizer,
+               lr=t.lr, accum=t.accum, checkpoint_every=t.checkpoint_every, seed=config.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  mode: str = "generate"  # or "label_likelihood"
+  batch_size: int = 32
+  max_new_tokens: int = 8
+  seq_len: int = 128  # preference scoring rows, as in training
+  seed: int = 0
+
+  @classmethod
+  def from_config(cls, config) -> "EvalSettings":
+    e = config.eval
+    return cls(mode=config.predict.mode, batch_size=e.batch_size,
+               max_new_tokens=e.max_new_tokens, seq_len=config.train.seq_len, seed=config.seed)
