@@ -99,6 +99,12 @@ class Checkpoints:
         self._set_aside(steps[i], e, older=steps[i - 1] if i else None)
     return None
 
+  def resume(self, state):
+    """Resume-if-present: the newest readable checkpoint restored onto a freshly initialised
+    `state` (whose frozen base is kept), or `state` itself when there is none yet."""
+    restored = self.restore(state)
+    return state if restored is None else restored
+
   def _restore(self, target, step: int):
     abstract = abstract_state(_trainable(target))
     restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -143,8 +149,8 @@ def restore_latest(workdir, abstract_state):
 def resume(workdir, state):
   """Resume-if-present: the latest checkpoint restored onto a freshly initialised `state` (whose
   frozen base is kept), or `state` itself when the workdir has no checkpoint yet."""
-  restored = restore_latest(workdir, state)
-  return state if restored is None else restored
+  with Checkpoints(workdir, max_to_keep=None) as ckpt:
+    return ckpt.resume(state)
 
 
 # -- one group's personal parameters ---------------------------------------------------------
@@ -214,7 +220,7 @@ def load_groups(model, groups: dict, *, level_rows: dict | None = None) -> None:
   """Load exported groups into rows of `model`'s personal modules, in place: `{row: path}`.
 
   The modules must match by name, kind and table shapes; a module's `adapt_rows` absorbs
-  option differences that keep the function (a LoRA alpha: `b` is rescaled), so the loaded
+  option differences that keep the function (an adapter's scale, say), so the loaded
   parameters act exactly as they did when exported.
   """
   stack = _stack_of(model)

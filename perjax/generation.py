@@ -136,7 +136,7 @@ class Generator:
     self.config = model.config
     self.tokenizer = tokenizer
     self.bucket = bucket
-    self.prefix_len = int(getattr(model, "prefix_len", 0))  # soft-prompt slots before the prompt
+    self.prefix_len = int(getattr(model, "prefix_len", 0))  # personal prefix slots before the prompt
     # Benchmarks switch EOS off so every row decodes the full length, like min_new_tokens.
     self.eos_ids = tuple(model.config.eos_token_ids) if stop_at_eos else ()
 

@@ -10,10 +10,10 @@ A method fills up to three slots, each with one fixed signature:
   objective(model, batch, rng, num_groups, *, options) -> (loss, metrics)   the training loss
 
 `options` is the method's own config block (from `defaults`). A config names one method or several
-joined by '+' (`rag+lora` is OPPU): prompts are rewritten in order, every personal module acts
+joined by '+' (`rag+ia3`): prompts are rewritten in order, every personal module acts
 (in order), and at most one method may define the objective (the default is the LM loss on the
 targets whenever there are personal parameters). `name@level` puts a method's personal module at
-another granularity than the run's: `lora@global+lora` is a shared adapter plus a per-user
+another granularity than the run's: `ia3@global+ia3` is a shared module plus a per-user
 residual. A method whose objective trains on preference pairs (`pairwise=True`, e.g. DPO) gets
 preference batches (`batching.make_preference_batch`) and needs a preference task.
 """
@@ -95,7 +95,7 @@ def get_method(name: str) -> Method:
 
 
 def parse_spec(spec: str) -> list[tuple[str, str | None]]:
-  """'rag+lora@global+lora' -> [(method, level or None), ...]."""
+  """'rag+ia3@global+ia3' -> [(method, level or None), ...]."""
   parts = [n.strip() for n in spec.split("+")]
   if not all(parts):
     raise ConfigError(f"empty method name in {spec!r}")

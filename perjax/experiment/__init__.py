@@ -1,7 +1,7 @@
 """Experiments: config files, `train_and_evaluate(config, workdir)`, sweeps and their reports.
 
   from perjax import experiment
-  config = experiment.load_config("experiments/quickstart.py:smoke,method=lora")
+  config = experiment.load_config("experiments/quickstart.py:smoke,method=rag")
   metrics = experiment.train_and_evaluate(config, "/tmp/run")
 """
 from perjax.experiment.config import defaults, load as load_config, override, parse_arg

@@ -34,7 +34,7 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   c.dtype = "float32"
   c.unroll_layers = False  # True: faster training steps on CPU, longer compilation
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
-  c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+lora)
+  c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+ia3)
   c.granularity = "user"
   # sample_seed draws the max_train / max_test subsets: fixed apart from `seed`, so runs with
   # several seeds score the same examples (paired statistics need that)
@@ -93,7 +93,7 @@ def _parse_value(text: str, like: Any):
 
 
 def parse_arg(arg: str | None, **spec) -> ConfigDict:
-  """`"smoke,method=lora"` -> ConfigDict; `spec` gives the keys, defaults and types. A bare key
+  """`"smoke,method=rag"` -> ConfigDict; `spec` gives the keys, defaults and types. A bare key
   sets a boolean to True."""
   out = ConfigDict(spec)
   for token in filter(None, (arg or "").split(",")):

@@ -1,6 +1,6 @@
 """Sweeps: the config file's `sweep(add)` lists override sets; each runs in its own subfolder.
 
-A run's folder name is made from its overrides (`method=lora,granularity=user`), so rerunning a
+A run's folder name is made from its overrides (`method=rag,granularity=user`), so rerunning a
 sweep finds the runs it already finished and skips them. Every run's config is loaded and checked
 (`options.check_run`) before the first run starts, so an impossible combination fails at once;
 `dry_run` stops there.

@@ -59,8 +59,7 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
   # Two kept: when the newest is damaged, restore falls back to the one before it.
   with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:
-    restored = ckpt.restore(state)
-    state = state if restored is None else restored
+    state = ckpt.resume(state)
     start = int(state.step)
     key = jax.random.key(tc.seed)
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
