@@ -20,7 +20,8 @@ from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import kinds
+from perjax.experiment import kinds, protocol
+from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
 from perjax.experiment.options import check_run, granularity_options, method_options
 from perjax.experiment.settings import EvalSettings, TrainSettings
@@ -38,6 +39,7 @@ from perjax.registry import GRANULARITIES
 logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "predictions.jsonl"
+LAMP_PREDICTIONS_FILE = "predictions.lamp.json"
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,10 +140,16 @@ def _run(config, workdir: Path, recipe) -> dict:
   if recipe.pairwise and kind is not kinds.Preference:
     raise ConfigError(f"method {config.method!r} trains on preference pairs; data "
                       f"{config.data.name!r} has none")
+  on = config.train.on
+  fit_examples = (protocol.training_examples(on, task, train_examples, eval_examples)
+                  if recipe.trains else train_examples)
   train_views, eval_views = kind.views(train_examples), kind.views(eval_examples)
+  fit_views = kind.views(fit_examples)
 
+  # The groups are those of the examples that train the run's rows (the evaluated users
+  # themselves when they train on their own history).
   grouping = GRANULARITIES.get(config.granularity)
-  groups = grouping.fit(train_views, GroupingContext(
+  groups = grouping.fit(fit_views, GroupingContext(
       options=granularity_options(config, grouping.name), seed=config.seed,
       encoder=lambda: _encoder(config.encoder)))
   print(f"{workdir}: {config.method} @ {config.granularity} ({groups.num_groups} groups), "
@@ -154,21 +162,47 @@ def _run(config, workdir: Path, recipe) -> dict:
   settings = EvalSettings.from_config(config)
   # Prompting methods draw from pools over every example of the run (training users' profiles
   # included).
-  pools = Pools(train_views + eval_views, groups)
+  sources = {id(e): e for e in train_views + fit_views + eval_views}
+  pools = Pools(list(sources.values()), groups)
   prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels)
   group_ids = groups.group_ids(eval_views)
   state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
                                recipe.trains)
+  trained = np.zeros(groups.num_groups, np.int64)  # training examples per row of the run's level
   if recipe.trains:
-    train_prompts = build_prompts(recipe, pools, train_views, "train", config, task.labels)
-    rows, make_batch = kind.training_rows(codec, train_prompts, train_examples, recipe,
-                                          config.train.seq_len)
-    model = train(model, rows, groups.group_ids(train_views), make_batch, recipe.objective,
-                  groups.num_groups, TrainSettings.from_config(config), workdir)
+    for stage in protocol.stages(on, recipe, train_examples, fit_examples):
+      views = kind.views(stage.examples)
+      stage_prompts = build_prompts(recipe, pools, views, "train", config, task.labels)
+      rows, make_batch = kind.training_rows(codec, stage_prompts, stage.examples, recipe,
+                                            config.train.seq_len)
+      stage_ids = groups.group_ids(views)
+      if stage.folder:
+        print(f"{workdir}: training {', '.join(stage.trainable)} on the train split first",
+              file=sys.stderr)
+      model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
+                    TrainSettings.from_config(config), workdir / stage.folder,
+                    trainable=stage.trainable)
+    trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
     generator.refresh(model)
   metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,
                                    split, settings, state)
-  return _finish(workdir, metrics, records)
+  for r in records:  # what trained the row that answered
+    r["group_train_examples"] = int(trained[r["group"]])
+  result = _finish(workdir, metrics, records)
+  if kind is kinds.Supervised:
+    write_lamp_predictions(workdir / LAMP_PREDICTIONS_FILE, task.name, records)
+    write_per_user(workdir, task.metrics, task.labels)
+  return result
+
+
+def write_lamp_predictions(path: Path, task_name: str, records) -> None:
+  """The answers in the LaMP outputs format, so `perjax evaluate GOLDS RUN/predictions.lamp.json`
+  scores a run with no conversion."""
+  golds = [{"id": r["id"], "output": r["prediction"]} for r in records]
+  if task_name.startswith("LaMP_2-"):  # the files name both LaMP-2 versions "LaMP_2"
+    task_name = "LaMP_2"
+  path.write_text(strict_json.dumps({"task": task_name, "golds": golds},
+                                    what="prediction") + "\n")
 
 
 def _finish(workdir: Path, metrics: dict, records: list[dict]) -> dict:

@@ -29,11 +29,11 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 
 def train(model, rows, group_ids, make_batch, objective, num_groups: int,
-          settings: TrainSettings, workdir):
+          settings: TrainSettings, workdir, *, trainable=None):
   """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
   example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
   `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
-  the trained model."""
+  the trained model. `trainable` names the personal modules to train (None: all)."""
   if not len(rows):
     raise ConfigError("this method trains personal parameters, but it has no training examples")
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
@@ -43,7 +43,7 @@ def train(model, rows, group_ids, make_batch, objective, num_groups: int,
     return make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
                       pad, settings.accum)
 
-  return fit(model, objective, batch_at, num_groups, settings, workdir)
+  return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable)
 
 
 def _all_finite(state) -> bool:
@@ -51,11 +51,12 @@ def _all_finite(state) -> bool:
   return all(bool(jax.numpy.isfinite(x).all()) for x in jax.tree.leaves(trained))
 
 
-def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, workdir):
+def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, workdir, *,
+        trainable=None):
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
   tc = settings
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
-  graphdef, state, personal_tx, base_tx = init_train_state(model, tx)
+  graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable)
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
   # Two kept: when the newest is damaged, restore falls back to the one before it.
   with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:

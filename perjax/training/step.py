@@ -38,9 +38,14 @@ class PersonalOptimizer:
   reads its own level's group ids, so each row is updated only in steps where its group has
   examples. The optimizer state is {module name: per-group state}."""
 
-  def __init__(self, tx: optax.GradientTransformation, layout: dict):
+  def __init__(self, tx: optax.GradientTransformation, layout: dict, trainable=None):
     self.layout = layout  # {module name: (level, groups)}, from PersonalStack.layout()
     self.tx = per_group(tx)
+    # the modules this optimizer moves (None: all); the others stay frozen, state included
+    self.trainable = set(layout) if trainable is None else set(trainable)
+    unknown = self.trainable - set(layout)
+    if unknown:
+      raise ValueError(f"no personal module(s) {sorted(unknown)} to train; have {list(layout)}")
 
   def init(self, personal) -> dict | None:
     if not self.layout:
@@ -52,6 +57,9 @@ class PersonalOptimizer:
     new_personal = jax.tree.map(lambda x: x, personal)  # a copy whose modules are replaced
     new_opt = {}
     for name, (level, groups) in self.layout.items():
+      if name not in self.trainable:
+        new_opt[name] = opt_state[name]
+        continue
       if level is None:
         ids = group_ids
       elif level_ids is not None and level in level_ids:
@@ -71,10 +79,12 @@ def personal_layout(model) -> dict:
   return {} if getattr(model, "personal", None) is None else model.personal.layout()
 
 
-def init_train_state(model, tx: optax.GradientTransformation, *, train_base: bool = False):
-  """(graphdef, TrainState, personal_tx, base_tx) for `model`."""
+def init_train_state(model, tx: optax.GradientTransformation, *, train_base: bool = False,
+                     trainable=None):
+  """(graphdef, TrainState, personal_tx, base_tx) for `model`; `trainable` names the personal
+  modules to train (None: all)."""
   graphdef, personal, base, rest = split_model(model)
-  personal_tx = PersonalOptimizer(tx, personal_layout(model))
+  personal_tx = PersonalOptimizer(tx, personal_layout(model), trainable)
   base_tx = tx if train_base else None
   state = TrainState(
       step=jnp.zeros((), jnp.int32), personal=personal, base=base, rest=rest,
