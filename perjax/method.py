@@ -72,6 +72,8 @@ class Recipe:
   modules: tuple[ModuleSpec, ...]
   objective: ObjectiveFn | None
   pairwise: bool = False
+  # prompting methods composed at another granularity (`rag@global`): {name: level}
+  prompt_levels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def trains(self) -> bool:
@@ -81,6 +83,10 @@ class Recipe:
   def levels(self) -> tuple[str, ...]:
     """The granularities other than the run's that personal modules sit at."""
     return tuple(dict.fromkeys(m.level for m in self.modules if m.level is not None))
+
+  def level_of(self, method: Method) -> str | None:
+    """The granularity whose pools a prompting method reads (None: the run's)."""
+    return self.prompt_levels.get(method.name)
 
   def prompts(self, examples, make_ctx: Callable[[Method], PromptContext],
               system: str | None = None) -> list[Prompt]:
@@ -117,7 +123,7 @@ def compose(spec: str, granularity: "str | Granularity",
   combination is impossible. `options(name)` returns a method's config block."""
   granularity = parse_granularity(granularity)
   parsed = parse_spec(spec)
-  methods, modules = [], []
+  methods, modules, prompt_levels = [], [], {}
   objective, objective_owner, pairwise = None, None, False
   for name, level in parsed:
     m = get_method(name)
@@ -125,11 +131,13 @@ def compose(spec: str, granularity: "str | Granularity",
     if at not in m.info.granularities:
       raise ConfigError(f"method {m.name!r} does not support granularity {at.value!r}; "
                         f"it supports {[g.value for g in m.info.granularities]}")
-    if level is not None and m.personal is None:
-      raise ConfigError(f"'{name}@{level}': only a method with personal parameters can sit at "
-                        "its own level")
+    if level is not None and m.personal is None and m.prompt is None:
+      raise ConfigError(f"'{name}@{level}': only a method with personal parameters or a prompt "
+                        "can sit at its own level")
     if level == granularity.value:
       level = None
+    if level is not None and m.prompt is not None:
+      prompt_levels[m.name] = level  # its prompts read that granularity's pools
     if m.personal is not None:
       label = name if level is None else f"{name}@{level}"
       modules.append(ModuleSpec(label.replace("@", "_at_"), level, m.personal(options(m.name))))
@@ -147,4 +155,4 @@ def compose(spec: str, granularity: "str | Granularity",
     raise ConfigError(f"two personal modules of {spec!r} sit at the same level")
   if modules and objective is None:
     objective = lm_objective
-  return Recipe(tuple(methods), tuple(modules), objective, pairwise)
+  return Recipe(tuple(methods), tuple(modules), objective, pairwise, prompt_levels)

@@ -129,8 +129,9 @@ def test_compose_refuses_only_real_conflicts():
     compose("lora+lora", "user", options)
   with pytest.raises(ConfigError, match="same level"):
     compose("lora@user+lora", "user", options)
-  with pytest.raises(ConfigError, match="only a method with personal parameters"):
-    compose("rag@global+lora", "user", options)
+  recipe = compose("rag@global+lora", "user", options)  # global retrieval, per-user adapter
+  assert recipe.prompt_levels == {"rag": "global"} and recipe.modules[0].level is None
+  assert compose("rag@user+lora", "user", options).prompt_levels == {}
   with pytest.raises(ConfigError, match="unknown granularity"):
     compose("lora@everyone", "user", options)
 

@@ -101,10 +101,12 @@ def fill_labels(text: str, labels) -> str:
 
 def build_prompts(recipe, pools, examples, split, config, labels=None) -> list[Prompt]:
   """Each example's final `Prompt`: the prompting slots' user message plus the config's
-  suffix, and its system message (the config's, unless a slot set one)."""
+  suffix, and its system message (the config's, unless a slot set one). `pools`: {level:
+  Pools}, None for the run's granularity."""
   system = fill_labels(config.prompt.system, labels) or None
   make_ctx = lambda m: PromptContext(
-      options=method_options(config, m.name), split=split, pools=pools, system=system,
+      options=method_options(config, m.name), split=split, pools=pools[recipe.level_of(m)],
+      system=system,
       seed=config.seed, encoder=lambda: _encoder(config.encoder))
   suffix = fill_labels(config.prompt.suffix, labels)
   return [Prompt(p.text + suffix, p.system)
@@ -148,10 +150,10 @@ def _run(config, workdir: Path, recipe) -> dict:
 
   # The groups are those of the examples that train the run's rows (the evaluated users
   # themselves when they train on their own history).
-  grouping = GRANULARITIES.get(config.granularity)
-  groups = grouping.fit(fit_views, GroupingContext(
-      options=granularity_options(config, grouping.name), seed=config.seed,
+  fit_grouping = lambda g: g.fit(fit_views, GroupingContext(
+      options=granularity_options(config, g.name), seed=config.seed,
       encoder=lambda: _encoder(config.encoder)))
+  groups = fit_grouping(GRANULARITIES.get(config.granularity))
   print(f"{workdir}: {config.method} @ {config.granularity} ({groups.num_groups} groups), "
         f"{len(train_examples)} train / {len(eval_examples)} {split} examples", file=sys.stderr)
 
@@ -163,7 +165,9 @@ def _run(config, workdir: Path, recipe) -> dict:
   # Prompting methods draw from pools over every example of the run (training users' profiles
   # included).
   sources = {id(e): e for e in train_views + fit_views + eval_views}
-  pools = Pools(list(sources.values()), groups)
+  pools = {None: Pools(list(sources.values()), groups)}
+  for level in set(recipe.prompt_levels.values()):  # prompting methods at another granularity
+    pools[level] = Pools(list(sources.values()), fit_grouping(GRANULARITIES.get(level)))
   prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels)
   group_ids = groups.group_ids(eval_views)
   state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
