@@ -73,3 +73,17 @@ def test_sweep_with_seeds_end_to_end(tmp_path):
   starred = {r["method"] + "@" + r["granularity"] for r in rows
              if r.get("accuracy_p") and float(r["accuracy_p"]) < 0.05}
   assert table.count("*") >= len(starred)
+
+
+def test_a_cell_may_cap_its_seeds():
+  """`add(..., seeds=1)`: a cell without randomness runs once, the others N times; the cap is
+  not a config key and not part of the run's name."""
+  from perjax.experiment import seeded
+  from perjax.experiment.sweep import _config_keys
+  import ml_collections
+  config = ml_collections.ConfigDict({"seed": 0})
+  checked = [("a", {"method": "zero_shot", "seeds": 1}, config), ("b", {"method": "lora"}, config)]
+  runs = seeded.with_seeds(checked, 3)
+  assert [name for name, _, _ in runs] == ["a,seed=0", "b,seed=0", "b,seed=1", "b,seed=2"]
+  assert [c.seed for _, _, c in runs] == [0, 0, 1, 2]
+  assert _config_keys({"method": "zero_shot", "seeds": 1}) == {"method": "zero_shot"}

@@ -27,10 +27,12 @@ PREDICTIONS_FILE, PER_USER_FILE = "predictions.jsonl", "per_user.csv"
 
 
 def with_seeds(checked, seeds: int):
-  """(run name + ",seed=S", overrides, config with seed S) for S in 0..seeds-1 of each run."""
+  """(run name + ",seed=S", overrides, config with seed S) for S in 0..seeds-1 of each run, or
+  fewer where the sweep capped the cell (its overrides' `seeds`: a run without randomness, a
+  zero-shot or BM25 retrieval cell, gives the same answers for every seed)."""
   out = []
   for name, overrides, config in checked:
-    for s in range(seeds):
+    for s in range(min(seeds, int(overrides.get("seeds", seeds)))):
       seeded = config.copy_and_resolve_references()
       seeded.seed = s
       out.append((f"{name},seed={s}", overrides, seeded))

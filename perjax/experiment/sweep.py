@@ -19,6 +19,7 @@ from perjax.experiment.runner import train_and_evaluate
 from perjax.experiment.validate import check_settings
 from perjax.experiment.workdir import shared_runs
 
+SEEDS_KEY = "seeds"  # a cell's cap on --seeds, not a config key
 KEY_COLUMNS = ("method", "granularity")
 
 
@@ -39,12 +40,18 @@ def sweep_runs(spec: str) -> list[tuple[str, dict]]:
     module.sweep(add, arg)
   else:
     module.sweep(add)
-  named = [(run_name(o), o) for o in runs]
+  named = [(run_name(_config_keys(o)), o) for o in runs]
   names = [n for n, _ in named]
   dupes = sorted({n for n in names if names.count(n) > 1})
   if dupes:
     raise ConfigError(f"sweep of {path} adds the run {dupes[0]!r} twice")
   return named
+
+
+def _config_keys(overrides: dict) -> dict:
+  """A run's config overrides: all but `seeds`, the cap a sweep may put on one cell's seeds
+  (`add(method="zero_shot", seeds=1)`: a run that uses no randomness needs one)."""
+  return {k: v for k, v in overrides.items() if k != SEEDS_KEY}
 
 
 def checked_configs(spec: str, overrides: dict | None = None) -> list[tuple[str, dict, object]]:
@@ -53,7 +60,7 @@ def checked_configs(spec: str, overrides: dict | None = None) -> list[tuple[str,
   out = []
   for name, o in sweep_runs(spec):
     try:
-      config = cfg.load(spec, {**o, **(overrides or {})})
+      config = cfg.load(spec, {**_config_keys(o), **(overrides or {})})
       check_settings(config, trains=check_run(config).trains)
     except ConfigError as e:
       raise ConfigError(f"sweep run {name!r}: {e}") from None
@@ -76,7 +83,8 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
   if dry_run:
     return [{"run": name, "workdir": str(workdir / name), "overrides": o}
             for name, o, _ in checked]
-  swept = [k for k in dict.fromkeys(k for _, o, _ in checked for k in o) if k not in KEY_COLUMNS]
+  swept = [k for k in dict.fromkeys(k for _, o, _ in checked for k in o)
+           if k not in KEY_COLUMNS and k != SEEDS_KEY]
   configs = [(name, config) for name, _, config in checked]
   done: dict[int, dict] = {}
   # Each run holds its own folder's lock: a run another sweep holds is waited for after the
