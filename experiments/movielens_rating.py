@@ -38,7 +38,7 @@ def get_config(arg=None):
   c.granularities.persona.clusters = 8
   # Small enough for 2 shared CPU cores (fixed in advance, not tuned): 32 steps of 4 examples
   # per stage, a large learning rate to move the zero-initialised adapters in few steps.
-  c.train.update(steps=32, batch_size=4, seq_len=224, lr=5e-3, checkpoint_every=16)
+  c.train.update(steps=32, batch_size=4, seq_len=160, lr=5e-3, checkpoint_every=16)
   c.eval.update(split="test", batch_size=32, max_new_tokens=4)
   c.data.max_test = 500
 
