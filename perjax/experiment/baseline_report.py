@@ -5,7 +5,7 @@ The sweep's own table (results.md) tests each cell against `zero_shot`; a person
 must also beat what needs no model at all: the user's mean past rating, the user's majority
 label. This reads the runs' predictions.jsonl and scores the baselines on the same examples.
 
-  python experiments/analyze_against_baselines.py SWEEP_DIR [--metric MAE] > analysis.md
+  python -m perjax.experiment.baseline_report SWEEP_DIR [--metric MAE] > analysis.md
 """
 import argparse
 import collections
