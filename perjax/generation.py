@@ -86,12 +86,14 @@ def _next_token(logits, rng, sampling: SamplingConfig):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "eos_ids", "pad_id"))
-def _generate(graphdef, state, layers, ids, mask, group_ids, rng, *, sampling, eos_ids, pad_id):
+def _generate(graphdef, state, layers, ids, mask, group_ids, level_ids, rng, *, sampling, eos_ids,
+              pad_id):
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
   cache = model.init_cache(B, start + sampling.max_new_tokens)
-  rows = model.gather_personal(group_ids, per_layer=True)  # once: every step uses the same rows
+  # once: every step uses the same rows
+  rows = model.gather_personal(group_ids, per_layer=True, level_ids=level_ids)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
                                 cache_index=0, last_logits_only=True, layers=layers, rows=rows)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
@@ -147,7 +149,7 @@ class Generator:
     # loop reads them in place instead of slicing the stacked weights at every step.
     self.layers = model.unstacked_layers()
 
-  def generate_ids(self, prompts: Sequence[Sequence[int]], *, group_ids=None,
+  def generate_ids(self, prompts: Sequence[Sequence[int]], *, group_ids=None, level_ids=None,
                    sampling: SamplingConfig = SamplingConfig(), seed: int = 0) -> list[list[int]]:
     """New token ids for each prompt, cut after the first EOS (EOS included)."""
     if not len(prompts):
@@ -159,7 +161,8 @@ class Generator:
     ids, mask = left_pad(prompts, P, self.config.pad_token_id)
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
     eos_ids = self.eos_ids or (-1,)
-    out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids,
+    level_ids = {k: np.asarray(v, np.int32) for k, v in (level_ids or {}).items()}
+    out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, level_ids,
                     jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
                     pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)

@@ -18,19 +18,21 @@ from perjax.generation import bucket_length, left_pad
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _score(graphdef, state, layers, ids, mask, group_ids, cont, cont_mask):
+def _score(graphdef, state, layers, ids, mask, group_ids, level_ids, cont, cont_mask):
   """[B, L] summed log-probs of the L continuations `cont` [L, T] after each prompt [B, P]."""
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
   L, T = cont.shape
   start = model.prefix_len + P
   cache = model.init_cache(B, start + T)
-  last, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
+  last, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, level_ids=level_ids,
+                              cache=cache,
                               cache_index=0, last_logits_only=True, layers=layers)
   rep = lambda x, axis: jnp.repeat(x, L, axis=axis)  # row b * L + l: prompt b, candidate l
   cache = jax.tree.map(lambda x: rep(x, 0), cache)  # every cache array is batch-major
   tokens, tmask = jnp.tile(cont, (B, 1)), jnp.tile(cont_mask, (B, 1))
   logits, _ = model.forward(tokens, attention_mask=tmask, group_ids=rep(group_ids, 0),
+                            level_ids={k: rep(v, 0) for k, v in level_ids.items()},
                             cache=cache, cache_index=start, layers=layers)
   # token j is predicted by the logits before it: the prompt's last one for j = 0
   logits = jnp.concatenate([rep(last, 0), logits[:, :-1]], axis=1)
@@ -41,6 +43,7 @@ def _score(graphdef, state, layers, ids, mask, group_ids, cont, cont_mask):
 
 def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
                           continuations: Sequence[Sequence[int]], *, group_ids=None,
+                          level_ids=None,
                           batch_size: int = 4) -> np.ndarray:
   """[N, L] log p(continuation | prompt) for token-id prompts and candidate continuations,
   each prompt with its group's personal parameters."""
@@ -61,7 +64,11 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
     ids, mask = left_pad(chunk, P, pad, rows=batch_size)  # a fixed batch size: filler rows
     groups = np.zeros((batch_size,), np.int32)
     groups[:len(chunk)] = group_ids[s:s + batch_size]
+    levels = {}
+    for level, ids_of in (level_ids or {}).items():
+      levels[level] = np.zeros((batch_size,), np.int32)
+      levels[level][:len(chunk)] = np.asarray(ids_of, np.int32)[s:s + batch_size]
     scores = _score(generator.graphdef, generator.state, generator.layers, ids, mask, groups,
-                    cont, cont_mask)
+                    levels, cont, cont_mask)
     out.append(np.asarray(scores)[:len(chunk)])
   return np.concatenate(out)

@@ -163,3 +163,42 @@ def test_export_and_load_a_composed_user(tmp_path):
   loras = functools.partial(LoRA, rank=2, targets=("q",))
   with pytest.raises(ConfigError, match="modules"):
     checkpoint.load_groups(_model([ModuleSpec("lora", None, loras)]), {0: tmp_path / "u2"})
+
+
+def test_a_persona_module_under_per_user_rows_in_training_and_decoding():
+  """`lora@persona+lora`: each example reads its persona's row (level_ids) and its own; an
+  unseen user (an untrained own row) still gets its persona's. Cached decoding with level ids
+  equals the full forward pass."""
+  from perjax.generation import Generator, SamplingConfig
+  recipe = compose("lora@persona+lora", "user", lambda n: {"rank": 2, "alpha": 4.0,
+                                                            "targets": "q,v"})
+  assert recipe.levels == ("persona",)
+  model = Llama(CONFIG, personal=stack_builder(recipe.modules, {None: 3, "persona": 2}),
+                rngs=nnx.Rngs(4))
+  persona = model.personal.lora_at_persona
+  persona.v_b[...] = jax.random.normal(jax.random.key(2), persona.v_b[...].shape) * 0.5
+  logits = lambda g, p: np.asarray(model(IDS[:1], group_ids=[g], level_ids={"persona": [p]}))
+  np.testing.assert_array_equal(logits(2, 1), logits(0, 1))  # own rows are zero: persona decides
+  assert not np.allclose(logits(2, 1), logits(2, 0))
+  with pytest.raises(ConfigError, match="level 'persona'"):
+    model(IDS[:1], group_ids=[0])
+  gen = Generator(model, stop_at_eos=False)
+  prompts, groups, personas = [[5, 17, 30, 4], [9, 9, 40]], [2, 2], [1, 0]
+  out = gen.generate_ids(prompts, group_ids=groups, level_ids={"persona": personas},
+                         sampling=SamplingConfig(max_new_tokens=4))
+  for prompt, g, p, got in zip(prompts, groups, personas, out):
+    ids = list(prompt)
+    for _ in range(4):
+      ids.append(int(np.argmax(np.asarray(model(np.array([ids]), group_ids=[g],
+                                                 level_ids={"persona": [p]}))[0, -1])))
+    assert got == ids[len(prompt):]
+  # one step on persona 0's examples moves persona 0's row only
+  graphdef, state, ptx, btx = steplib.init_train_state(model, optax.sgd(0.5))
+  step = steplib.make_train_step(graphdef, ptx, btx, objectives.lm_loss, 3, donate=False)
+  batch = _batch(1)
+  batch["level_ids"] = {"persona": np.zeros_like(batch["group_ids"])}
+  new, _ = step(state, batch, jax.random.key(0))
+  old_b = np.asarray(state.personal["personal"]["lora_at_persona"]["v_b"][...])
+  new_b = np.asarray(new.personal["personal"]["lora_at_persona"]["v_b"][...])
+  assert not np.allclose(new_b[0], old_b[0])
+  np.testing.assert_array_equal(new_b[1], old_b[1])

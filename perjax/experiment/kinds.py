@@ -5,8 +5,8 @@ loop (`train.train`) serves every kind; the runner picks the kind of its task.
                                     prompting methods see)
   training_rows(codec, prompts, examples, recipe, seq_len) -> (rows, make_batch)
   before_training(generator, codec, prompts, examples, group_ids, settings, trains) -> state
-  evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state)
-      -> (metrics, one record per example)
+  evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
+           level_ids) -> (metrics, one record per example)
 
 `make_batch(items, seq_len, pad_id, accum)` takes `row + (group,)` tuples. A new kind (ranking,
 say) is a class with these four methods, registered in `TASK_KINDS` with `matches(task)`.
@@ -49,13 +49,15 @@ class Supervised:
         batching.make_batch
 
   @staticmethod
-  def before_training(*args, **kwargs):
+  def before_training(*args, **kwargs):  # nothing to measure before training
     return None
 
   @staticmethod
-  def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state):
+  def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
+               level_ids=None):
     del state
-    outputs, preds = predict.predict(generator, codec, prompts, group_ids, task.labels, settings)
+    outputs, preds = predict.predict(generator, codec, prompts, group_ids, task.labels, settings,
+                                     level_ids)
     metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "output": o, "prediction": p, "target": e.target}
@@ -97,15 +99,17 @@ class Preference:
     return list(zip(rows["chosen"], rows["rejected"])), batching.make_preference_batch
 
   @classmethod
-  def before_training(cls, generator, codec, prompts, examples, group_ids, settings, trains):
+  def before_training(cls, generator, codec, prompts, examples, group_ids, settings, trains,
+                      level_ids=None):
     rows = cls._rows(codec, prompts, examples, settings.seq_len)
-    return rows, (score(generator, rows, group_ids, settings) if trains else None)
+    return rows, (score(generator, rows, group_ids, settings, level_ids) if trains else None)
 
   @staticmethod
-  def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state):
+  def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
+               level_ids=None):
     del codec, task, split
     rows, ref = state
-    policy = score(generator, rows, group_ids, settings)
+    policy = score(generator, rows, group_ids, settings, level_ids)
     reward = {k: policy[k] - (ref[k] if ref is not None else 0.0) for k in RESPONSES}
     metrics = {"preference_accuracy": preference_accuracy(reward["chosen"].tolist(),
                                                           reward["rejected"].tolist())}
@@ -129,7 +133,7 @@ def _logprobs(graphdef, state, rows):
   return sequence_logprobs(nnx.merge(graphdef, state), rows)
 
 
-def score(generator, rows, group_ids, settings) -> dict:
+def score(generator, rows, group_ids, settings, level_ids=None) -> dict:
   """{"chosen"/"rejected": [N] log p(response | prompt)} under the generator's current model,
   in fixed-size batches (one compiled program)."""
   bs, pad = settings.batch_size, generator.config.pad_token_id
@@ -140,5 +144,8 @@ def score(generator, rows, group_ids, settings) -> dict:
       chunk = [rows[k][i] + (int(group_ids[i]),) for i in range(s, min(s + bs, n))]
       chunk += [([], [], 0)] * (bs - len(chunk))  # filler rows, dropped below
       batch = {key: v[0] for key, v in batching.make_batch(chunk, settings.seq_len, pad).items()}
+      if level_ids:  # filler rows read row 0
+        batch["level_ids"] = {l: np.pad(np.asarray(ids, np.int32)[s:s + bs],
+                                        (0, bs - min(bs, n - s))) for l, ids in level_ids.items()}
       out[k].append(np.asarray(_logprobs(generator.graphdef, generator.state, batch)))
   return {k: np.concatenate(v)[:n] for k, v in out.items()}

@@ -78,8 +78,15 @@ def to_label(text: str, labels: Sequence[str]) -> str:
   return label if label is not None else clean
 
 
-def generate(generator, codec, prompts, group_ids, settings: EvalSettings) -> list[str]:
-  """Greedy continuations of `prompts` (each with its group's personal parameters)."""
+def _pick(level_ids, batch) -> dict:
+  """The `batch` rows of every level's ids."""
+  return {k: np.asarray(v)[batch] for k, v in (level_ids or {}).items()}
+
+
+def generate(generator, codec, prompts, group_ids, settings: EvalSettings,
+             level_ids=None) -> list[str]:
+  """Greedy continuations of `prompts` (each with its group's personal parameters; `level_ids`
+  {level: [N] ids} where modules sit at other levels)."""
   context = generator.config.max_position - generator.prefix_len
   # at most half the context for the answer: the other half stays for the prompt
   sampling = SamplingConfig(max_new_tokens=cap_new_tokens(
@@ -90,14 +97,16 @@ def generate(generator, codec, prompts, group_ids, settings: EvalSettings) -> li
   for batch in tqdm(length_batches([len(p) for p in ids], settings.batch_size),
                     desc="generate", dynamic_ncols=True):
     outs = generator.generate_ids([ids[i] for i in batch],
-                                  group_ids=[group_ids[i] for i in batch], sampling=sampling,
+                                  group_ids=[group_ids[i] for i in batch],
+                                  level_ids=_pick(level_ids, batch), sampling=sampling,
                                   seed=settings.seed)
     for i, o in zip(batch, outs):
       outputs[i] = generator.tokenizer.decode(o, skip_special_tokens=True)
   return outputs
 
 
-def rank_labels(generator, codec, prompts, group_ids, labels, settings: EvalSettings):
+def rank_labels(generator, codec, prompts, group_ids, labels, settings: EvalSettings,
+                level_ids=None):
   """(the most likely label, [N, L] log-probs) per prompt. A label is scored as the target the
   training loss sees: its tokens, then EOS, right after the chat-formatted prompt."""
   candidates = [codec.target_ids(l) for l in labels]
@@ -108,11 +117,13 @@ def rank_labels(generator, codec, prompts, group_ids, labels, settings: EvalSett
   for batch in length_batches([len(p) for p in ids], per_batch):
     scores[batch] = continuation_logprobs(
         generator, [ids[i] for i in batch], candidates,
-        group_ids=[group_ids[i] for i in batch], batch_size=len(batch))
+        group_ids=[group_ids[i] for i in batch], level_ids=_pick(level_ids, batch),
+        batch_size=len(batch))
   return [labels[i] for i in np.argmax(scores, axis=1)], scores
 
 
-def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings):
+def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings,
+            level_ids=None):
   """(raw outputs, predictions): what the model said and the label (or text) it is scored as."""
   mode = settings.mode
   if mode not in MODES:
@@ -120,7 +131,7 @@ def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings
   if mode == "label_likelihood":
     if not labels:
       raise ConfigError("predict.mode=label_likelihood needs a task with a label set")
-    preds, _ = rank_labels(generator, codec, prompts, group_ids, labels, settings)
+    preds, _ = rank_labels(generator, codec, prompts, group_ids, labels, settings, level_ids)
     return preds, preds
-  outputs = generate(generator, codec, prompts, group_ids, settings)
+  outputs = generate(generator, codec, prompts, group_ids, settings, level_ids)
   return outputs, [to_label(o, labels) if labels else o.strip() for o in outputs]

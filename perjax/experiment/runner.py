@@ -75,15 +75,17 @@ def load_model(config, personal):
                                seed=config.seed, unroll_layers=config.unroll_layers), tokenizer
 
 
-def personal_builder(recipe, groups):
-  """The builder of the recipe's personal modules: the run's granularity has `groups`' rows; a
-  module at the global level has one shared row."""
+def personal_builder(recipe, groups, level_groups):
+  """The builder of the recipe's personal modules: one row per group of the run's granularity
+  (`groups`), and of each other level its modules sit at (`level_groups`)."""
   from perjax.models.personal import stack_builder
-  other = [level for level in recipe.levels if level != "global"]
-  if other:
-    raise ConfigError(f"personal modules at level {other[0]!r} are not supported by the "
-                      "runner yet; use '@global' or the run's own granularity")
-  return stack_builder(recipe.modules, {None: groups.num_groups, "global": 1})
+  return stack_builder(recipe.modules, {None: groups.num_groups,
+                                        **{l: g.num_groups for l, g in level_groups.items()}})
+
+
+def level_ids_of(level_groups, views) -> dict:
+  """{level: [N] group ids} of `views` at each level other modules sit at."""
+  return {level: g.group_ids(views) for level, g in level_groups.items()}
 
 
 def subsample(examples, n: int, seed: int):
@@ -157,7 +159,10 @@ def _run(config, workdir: Path, recipe) -> dict:
   print(f"{workdir}: {config.method} @ {config.granularity} ({groups.num_groups} groups), "
         f"{len(train_examples)} train / {len(eval_examples)} {split} examples", file=sys.stderr)
 
-  model, tokenizer = load_model(config, personal_builder(recipe, groups))
+  # modules composed at another granularity (`lora@persona+lora`) get that grouping's rows: a
+  # user never seen in training then still has their persona's row (the nearest persona)
+  level_groups = {level: fit_grouping(GRANULARITIES.get(level)) for level in recipe.levels}
+  model, tokenizer = load_model(config, personal_builder(recipe, groups, level_groups))
   generator = Generator(model, tokenizer)
   codec = Codec(generator, chat=config.prompt.chat,
                 max_prompt_tokens=config.eval.get("max_prompt_tokens"))
@@ -170,8 +175,9 @@ def _run(config, workdir: Path, recipe) -> dict:
     pools[level] = Pools(list(sources.values()), fit_grouping(GRANULARITIES.get(level)))
   prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels)
   group_ids = groups.group_ids(eval_views)
+  eval_levels = level_ids_of(level_groups, eval_views)
   state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
-                               recipe.trains)
+                               recipe.trains, eval_levels)
   trained = np.zeros(groups.num_groups, np.int64)  # training examples per row of the run's level
   if recipe.trains:
     for stage in protocol.stages(on, recipe, train_examples, fit_examples):
@@ -185,11 +191,11 @@ def _run(config, workdir: Path, recipe) -> dict:
               file=sys.stderr)
       model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
                     TrainSettings.from_config(config), workdir / stage.folder,
-                    trainable=stage.trainable)
+                    trainable=stage.trainable, level_ids=level_ids_of(level_groups, views))
     trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
     generator.refresh(model)
   metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,
-                                   split, settings, state)
+                                   split, settings, state, eval_levels)
   for r in records:  # what trained the row that answered
     r["group_train_examples"] = int(trained[r["group"]])
   result = _finish(workdir, metrics, records)

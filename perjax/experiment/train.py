@@ -29,19 +29,24 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 
 def train(model, rows, group_ids, make_batch, objective, num_groups: int,
-          settings: TrainSettings, workdir, *, trainable=None):
+          settings: TrainSettings, workdir, *, trainable=None, level_ids=None):
   """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
   example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
   `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
-  the trained model. `trainable` names the personal modules to train (None: all)."""
+  the trained model. `trainable` names the personal modules to train (None: all);
+  `level_ids` {level: [N] ids} are the examples' groups at the levels other modules sit at."""
   if not len(rows):
     raise ConfigError("this method trains personal parameters, but it has no training examples")
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
 
   def batch_at(s):
     idx = step_examples(len(rows), s, per_step, settings.seed)
-    return make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
-                      pad, settings.accum)
+    batch = make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
+                       pad, settings.accum)
+    if level_ids:
+      batch["level_ids"] = {level: np.asarray(ids, np.int32)[idx].reshape(settings.accum, -1)
+                            for level, ids in level_ids.items()}
+    return batch
 
   return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable)
 
