@@ -9,7 +9,7 @@ pools the profiles of the user's persona (the user's own included).
 import numpy as np
 
 from perjax.errors import ConfigError
-from perjax.grouping import Grouping, Groups, PoolPolicy, fallback_to, register
+from perjax.grouping import Grouping, Groups, PoolPolicy, register
 from perjax.taxonomy import Granularity
 
 CLUSTER_POOL = PoolPolicy(key=lambda example, group: group,

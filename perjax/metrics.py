@@ -119,24 +119,14 @@ def _macro_f1(golds, preds, labels):
   return macro_f1(golds, preds, labels)
 
 
-@METRICS.register("MAE")
-def _mae(golds, preds, labels):
-  return rating_errors(golds, preds)["MAE"]
+def _one_of(family, name):
+  """The metric `name` of a function that scores several at once (MAE with RMSE, the ROUGEs)."""
+  return lambda golds, preds, labels: family(golds, preds)[name]
 
 
-@METRICS.register("RMSE")
-def _rmse(golds, preds, labels):
-  return rating_errors(golds, preds)["RMSE"]
-
-
-@METRICS.register("rouge-1")
-def _rouge1(golds, preds, labels):
-  return rouge(golds, preds)["rouge-1"]
-
-
-@METRICS.register("rouge-L")
-def _rougel(golds, preds, labels):
-  return rouge(golds, preds)["rouge-L"]
+for _name, _family in (("MAE", rating_errors), ("RMSE", rating_errors),
+                       ("rouge-1", rouge), ("rouge-L", rouge)):
+  METRICS.register(_name, _one_of(_family, _name))
 
 
 @METRICS.register("bleu")

@@ -22,7 +22,7 @@ level (`level`: None is the run's granularity, "global" a single shared row, or 
 granularity whose ids the caller passes in `level_ids`).
 """
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -197,5 +197,3 @@ def single(factory: ModuleFactory, groups: int, name: str = "personal") -> Calla
   """The builder for one module at the run's level: `Llama(config, personal=single(...))`."""
   return stack_builder([ModuleSpec(name, None, factory)], {None: groups})
 
-
-Rows = Any  # the pytree `PersonalStack.gather` returns
