@@ -42,6 +42,12 @@ _RATING = ("MAE", "RMSE")
 _GENERATION = ("rouge-1", "rouge-L")
 
 
+def outputs_task_name(task_name: str) -> str:
+  """The task as an outputs file names it: both LaMP-2 versions ("LaMP_2-news",
+  "LaMP_2-movies") are "LaMP_2" there; other names are their own."""
+  return "LaMP_2" if task_name.startswith("LaMP_2-") else task_name
+
+
 def lamp_spec(task: str, golds=None, profile_fields=None) -> LampSpec:
   """The spec of a LaMP/LongLaMP task name ("LaMP_2", "LaMP-2", "LongLaMP_1", ...).
 

@@ -208,10 +208,9 @@ def _run(config, workdir: Path, recipe) -> dict:
 def write_lamp_predictions(path: Path, task_name: str, records) -> None:
   """The answers in the LaMP outputs format, so `perjax evaluate GOLDS RUN/predictions.lamp.json`
   scores a run with no conversion."""
+  from perjax.data.lamp import outputs_task_name
   golds = [{"id": r["id"], "output": r["prediction"]} for r in records]
-  if task_name.startswith("LaMP_2-"):  # the files name both LaMP-2 versions "LaMP_2"
-    task_name = "LaMP_2"
-  path.write_text(strict_json.dumps({"task": task_name, "golds": golds},
+  path.write_text(strict_json.dumps({"task": outputs_task_name(task_name), "golds": golds},
                                     what="prediction") + "\n")
 
 
