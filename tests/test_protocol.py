@@ -90,3 +90,13 @@ def test_unknown_protocol_is_a_config_error():
   from perjax.errors import ConfigError
   with pytest.raises(ConfigError, match="train.on must be one of"):
     protocol.training_examples("own", None, [], [])
+
+
+def test_task_stage_runs_its_own_step_count():
+  from perjax.experiment.runner import stage_settings
+  config = experiment.load_config(f"{LAMP}:smoke,model=tiny-llama,method=rag+lora@global+lora",
+                                  {**TINY_LAMP, "train.task_steps": 5})
+  task, own = protocol.Stage([], ("lora@global",), "task_stage"), protocol.Stage([], ("lora",))
+  assert (stage_settings(config, task).steps, stage_settings(config, own).steps) == (5, 2)
+  config.train.task_steps = 0  # 0: the task stage runs `train.steps` too
+  assert stage_settings(config, task).steps == 2

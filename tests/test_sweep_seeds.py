@@ -47,6 +47,12 @@ def test_seeded_rows_mark_a_significant_difference(tmp_path):
   assert (rows.index(rag), "accuracy_mean") in marks
   assert (rows.index(same), "accuracy_mean") not in marks
   assert {"baseline:global_majority", "baseline:user_majority"} <= {r["method"] for r in rows}
+  # against the trivial personal baseline (right on about half): the always-right cell beats it;
+  # baseline rows carry no such test
+  user_majority = by_method[("baseline:user_majority", "user")]
+  assert user_majority["accuracy_mean"] < 0.6
+  assert rag["accuracy_p_user"] < 0.05 and (rows.index(rag), "accuracy_p_user") in marks
+  assert "accuracy_p_user" in zero and "accuracy_p_user" not in user_majority
   assert all(r["seeds"] == (1 if r["method"].startswith("baseline") else 2) for r in rows)
   per_user = list(csv.DictReader(open(tmp_path / "rag-user-0" / "per_user.csv")))
   assert sum(int(r["examples"]) for r in per_user) == len(examples)

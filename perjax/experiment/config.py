@@ -40,12 +40,14 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # several seeds score the same examples (paired statistics need that)
   c.data = ConfigDict(dict(name="synthetic", params={}, max_train=0, max_test=0, sample_seed=0))
   c.prompt = ConfigDict(dict(chat=True, system="", suffix=""))
-  # on: what trains the personal rows (experiment/protocol.py): train_split, own_history, both
+  # on: what trains the personal rows (experiment/protocol.py): train_split, own_history, both;
+  # task_steps: steps of the task stage that comes first under own_history (0: `steps`)
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
-                            lr=1e-3, checkpoint_every=50, on="train_split"))
+                            lr=1e-3, checkpoint_every=50, on="train_split", task_steps=0))
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0))
-  # generate: greedy text mapped onto the labels; label_likelihood: the most likely label
+  # generate: greedy text mapped onto the labels; label_likelihood: the most likely label;
+  # label_median: the median of the label distribution (numeric labels; least expected MAE)
   c.predict = ConfigDict(dict(mode="generate"))
   # Options live in their own namespaces (config.methods.rag.k,
   # config.granularities.persona.clusters), so no plugin name can clash with a core field.

@@ -115,6 +115,15 @@ def build_prompts(recipe, pools, examples, split, config, labels=None) -> list[P
           for p in recipe.prompts(examples, make_ctx, system)]
 
 
+def stage_settings(config, stage) -> TrainSettings:
+  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`."""
+  settings = TrainSettings.from_config(config)
+  task_steps = config.train.get("task_steps", 0)
+  if stage.folder and task_steps:
+    settings = dataclasses.replace(settings, steps=task_steps)
+  return settings
+
+
 def train_and_evaluate(config, workdir) -> dict:
   """Runs (or resumes, or just returns) the experiment `config` in `workdir`; returns metrics."""
   workdir = Path(workdir)
@@ -190,7 +199,7 @@ def _run(config, workdir: Path, recipe) -> dict:
         print(f"{workdir}: training {', '.join(stage.trainable)} on the train split first",
               file=sys.stderr)
       model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
-                    TrainSettings.from_config(config), workdir / stage.folder,
+                    stage_settings(config, stage), workdir / stage.folder,
                     trainable=stage.trainable, level_ids=level_ids_of(level_groups, views))
     trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
     generator.refresh(model)

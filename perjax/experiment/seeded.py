@@ -4,7 +4,9 @@ config's baseline, trivial baselines as extra rows, and each run's per_user.csv.
 For each metric M a cell's row holds M_mean, M_std (over seeds), M_ci_low / M_ci_high (a 95%
 bootstrap CI over examples, pooled over seeds) and M_p: the two-sided paired bootstrap p-value
 of the difference from the baseline cell (method `zero_shot`), 2 min(p_better, p_worse)
-capped at 1 (perjax.stats). results.md marks M_mean with `*` where M_p < 0.05. The trivial
+capped at 1 (perjax.stats). results.md marks M_mean with `*` where M_p < 0.05. M_p_user is the
+same test against the trivial personal baseline (the user's mean rating, majority label or last
+target), marked `*` where below 0.05: a method that cannot beat it is not yet personalizing. The trivial
 baselines (perjax.baselines) are scored on the same examples and appear as `baseline:NAME`
 rows. All statistics use the examples every run evaluated; runs that evaluated different
 examples (a `data.max_test` draw that follows the seed) are cut to the common ones, with a
@@ -22,6 +24,8 @@ from perjax.data import load_dataset
 from perjax.errors import DataError
 
 BASELINE_METHOD = "zero_shot"
+# the trivial personal baseline a personalized model must beat (perjax.baselines): M_p_user
+PERSONAL_BASELINES = ("baseline:user_mean", "baseline:user_majority", "baseline:user_last")
 ALPHA = 0.05
 PREDICTIONS_FILE, PER_USER_FILE = "predictions.jsonl", "per_user.csv"
 
@@ -105,6 +109,7 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
       systems.append(({"run": f"baseline:{name}", "method": f"baseline:{name}",
                        "granularity": level}, [preds]))
   base = next((p for keys, p in systems if keys["method"] == BASELINE_METHOD), None)
+  personal = next((p for keys, p in systems if keys["method"] in PERSONAL_BASELINES), None)
   rows, marks = [], set()
   for keys, preds in systems:
     row, columns = dict(keys), stats.seed_columns(preds, golds, metrics, labels=labels, n=n)
@@ -116,6 +121,10 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
           _two_sided(preds, base, golds, m, labels, n)
       if row[f"{m}_p"] != "" and row[f"{m}_p"] < ALPHA:
         marks.add((len(rows), f"{m}_mean"))
+      if personal is not None and not keys["method"].startswith("baseline:"):
+        row[f"{m}_p_user"] = _two_sided(preds, personal, golds, m, labels, n)
+        if row[f"{m}_p_user"] < ALPHA:
+          marks.add((len(rows), f"{m}_p_user"))
     row["seeds"], row["examples"] = columns["seeds"], len(ids)
     rows.append(row)
   return rows, marks

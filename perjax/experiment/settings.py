@@ -23,7 +23,7 @@ class TrainSettings:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-  mode: str = "generate"  # or "label_likelihood"
+  mode: str = "generate"  # or "label_likelihood", "label_median" (experiment/predict.py)
   batch_size: int = 32
   max_new_tokens: int = 8
   seq_len: int = 128  # preference scoring rows, as in training

@@ -67,6 +67,8 @@ def check_settings(config, *, trains: bool) -> None:
   if trains:
     for key in ("steps", "batch_size", "accum", "checkpoint_every", "seq_len"):
       _positive_int(config, f"train.{key}")
+    if "task_steps" in config.train:
+      _positive_int(config, "train.task_steps", minimum=0)
     lr = config.train.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
         or lr <= 0:
