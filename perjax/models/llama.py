@@ -126,6 +126,11 @@ class Llama(nnx.Module):
     self.config = config
     self.dtype = dtype
     self.unroll_layers = unroll_layers
+    # Training memory options, set on a built model (see `training.memory`): recompute each
+    # layer's activations in the backward pass instead of keeping them, and compute the LM loss
+    # from the final hidden states in chunks of this many rows (0: whole logits at once).
+    self.remat_layers = False
+    self.loss_chunk = 0
     c = config
     self.embed = nnx.Param(
         jax.random.normal(rngs.params(), (c.vocab_size, c.hidden_size), param_dtype) * 0.02)
@@ -196,7 +201,7 @@ class Llama(nnx.Module):
 
   def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
               positions=None, last_logits_only: bool = False, layers: list | None = None,
-              rows=None, level_ids=None, base_only: bool = False):
+              rows=None, level_ids=None, base_only: bool = False, hidden_only: bool = False):
     """The full forward pass.
 
     Without a cache: personal prefixes (if any) are prepended and logits for the real tokens
@@ -210,6 +215,8 @@ class Llama(nnx.Module):
     the unrolled loop. `rows`: the examples' personal parameters from `gather_personal` (per
     layer for the unrolled loop), when the caller gathered them once for many calls (a
     decoding loop); gathered here otherwise. `base_only` switches every personal module off.
+    `hidden_only` returns the final hidden states `[B, T, d]` (after the final norm) instead of
+    the logits, for a loss that applies the LM head in chunks (`head_logits`).
     """
     c = self.config
     B, T = input_ids.shape
@@ -261,6 +268,10 @@ class Llama(nnx.Module):
     layer_rows = lambda per: {n: {**g, **per.get(n, {})} for n, g in rows["global"].items()}
     run_layer = lambda h, p, rows_l, kv: self._layer(h, p, rows_l, kv, fresh, cos, sin,
                                                      attn_mask, cache_index, acting)
+    if self.remat_layers and cache is None:
+      # keep only each layer's input for the backward pass; inside the scan CSE cannot merge
+      # the recomputation into the forward pass, so it need not be prevented
+      run_layer = jax.checkpoint(run_layer, prevent_cse=unrolled)
 
     new_cache = None
     if not unrolled:
@@ -281,12 +292,21 @@ class Llama(nnx.Module):
     for name, m in acting("final"):
       x = m.final(x, rows["global"][name])
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
-    rows_2d = x.reshape(-1, x.shape[-1])
-    if self.lm_head is None:  # tied: the embedding [V, d] is read in place, never transposed
-      logits = _matmul_f32(rows_2d, self.embed[...].astype(self.dtype), contract_w=1)
-    else:
-      logits = _matmul_f32(rows_2d, self.lm_head[...].astype(self.dtype))
+    if hidden_only:
+      return x, new_cache
+    logits = self.head_logits(x.reshape(-1, x.shape[-1]), self.head_weight())
     return logits.reshape(x.shape[:-1] + (-1,)), new_cache
+
+  def head_weight(self):
+    """The LM head's weight: `[d, V]`, or the tied embedding `[V, d]`."""
+    return self.embed[...] if self.lm_head is None else self.lm_head[...]
+
+  def head_logits(self, rows_2d, weight):
+    """float32 logits `[N, V]` of final hidden states `[N, d]`, `weight` from `head_weight`
+    (passed in, so a chunked loss can differentiate through it)."""
+    # tied: the embedding [V, d] is read in place, never transposed
+    contract_w = 1 if self.lm_head is None else 0
+    return _matmul_f32(rows_2d, weight.astype(self.dtype), contract_w=contract_w)
 
   # -- one layer ----------------------------------------------------------------------------
   def _proj(self, x, p, name, rows_l, acting):

@@ -59,12 +59,45 @@ def forward(model, rows, *, base_only: bool = False):
                base_only=base_only)
 
 
+def chunked_token_nll(model, hidden, input_ids, chunk: int):
+  """`token_nll` from the final hidden states `[B, T, d]`, applying the LM head to `chunk` rows
+  at a time: the `[B*T, V]` float32 logits are never materialised, in the forward pass or the
+  backward (each chunk's logits are recomputed there, `jax.checkpoint`)."""
+  B, T, d = hidden.shape
+  targets = jnp.concatenate([input_ids[:, 1:], jnp.zeros((B, 1), input_ids.dtype)], axis=1)
+  n = B * T
+  chunks = -(-n // chunk)
+  pad = chunks * chunk - n  # padding rows score a dummy label and are dropped below
+  h = jnp.pad(hidden.reshape(n, d), ((0, pad), (0, 0))).reshape(chunks, chunk, d)
+  y = jnp.pad(targets.reshape(n), (0, pad)).reshape(chunks, chunk)
+
+  @jax.checkpoint
+  def one(weight, h_c, y_c):
+    return _cross_entropy(model.head_logits(h_c, weight), y_c)
+
+  weight = model.head_weight()
+  _, nll = jax.lax.scan(lambda carry, xs: (carry, one(weight, *xs)), None, (h, y))
+  return nll.reshape(-1)[:n].reshape(B, T)[:, :-1]
+
+
+def rows_token_nll(model, rows, *, base_only: bool = False):
+  """[B, T-1] next-token NLL of a batch's rows: through the whole logits, or chunk by chunk
+  when the model's `loss_chunk` is set."""
+  chunk = getattr(model, "loss_chunk", 0)
+  if not chunk:
+    return token_nll(forward(model, rows, base_only=base_only), rows["input_ids"])
+  hidden, _ = model.forward(jnp.asarray(rows["input_ids"]), group_ids=rows["group_ids"],
+                            attention_mask=rows["attention_mask"],
+                            level_ids=rows.get("level_ids"), base_only=base_only,
+                            hidden_only=True)
+  return chunked_token_nll(model, hidden, jnp.asarray(rows["input_ids"]), chunk)
+
+
 def sequence_logprobs(model, rows, *, base_only: bool = False):
   """[B] summed log-probs of each row's response tokens (`loss_mask`), as the LM loss sees them:
   the preference objectives' and evaluation's log p(response | prompt)."""
-  logits = forward(model, rows, base_only=base_only)
   weights = rows["loss_mask"][:, 1:].astype(jnp.float32)
-  return -jnp.sum(token_nll(logits, rows["input_ids"]) * weights, axis=1)
+  return -jnp.sum(rows_token_nll(model, rows, base_only=base_only) * weights, axis=1)
 
 
 def group_mean_loss(per_token, weights, group_ids, num_groups: int, group_tokens=None):
@@ -87,8 +120,7 @@ def group_mean_loss(per_token, weights, group_ids, num_groups: int, group_tokens
 
 def lm_loss(model, batch, rng, num_groups: int):
   """Causal LM loss on the target tokens (`loss_mask` marks them; prompt tokens are masked)."""
-  logits = forward(model, batch)
-  nll = token_nll(logits, batch["input_ids"])
+  nll = rows_token_nll(model, batch)
   weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
   del rng  # deterministic objective
   loss, mean = group_mean_loss(nll, weights, batch["group_ids"], num_groups,
