@@ -31,6 +31,16 @@ class PromptContext:
   granularity's pools; `pool(example)` is what the example may see and `pool_header(example)`
   says what that pool holds. system: the config's system message (None when empty). seed, and
   a lazily loaded sentence encoder (dense retrieval).
+
+  For methods that let the model write part of the prompt (the runner fills these; None or
+  empty outside a run): `generate(texts, max_new_tokens)` is the run's model answering each
+  text as a user message, greedily, as loaded (before any training, personal modules off);
+  `count_tokens(text)` counts with the run's tokenizer; `model` names the model for cache keys;
+  `dev` are examples with gold targets to choose settings on (the dev split, else the training
+  split); `score(examples, prompts)` is the task's primary metric of the model answering those
+  prompts (the config's suffix appended), oriented so higher is better; `notes` collects what a
+  method reports about its prompting (`note`): numbers go into the run's metrics.json,
+  everything into DIR/prompting.json.
   """
   options: Mapping[str, Any]
   split: str
@@ -38,6 +48,25 @@ class PromptContext:
   system: str | None = None
   seed: int = 0
   encoder: Callable[[], Any] | None = None
+  generate: Callable[[Sequence[str], int], list[str]] | None = None
+  count_tokens: Callable[[str], int] | None = None
+  model: str = ""
+  dev: Sequence[PersonalizedExample] = ()
+  score: "Callable[[Sequence[PersonalizedExample], Sequence[Prompt]], float] | None" = None
+  notes: dict | None = None
+
+  def tokens(self, text: str) -> int:
+    """`text`'s length in tokens: the run's tokenizer, else an estimate of one token per three
+    characters (English BPE averages about four, so budgets err on the short side)."""
+    if self.count_tokens is not None:
+      return self.count_tokens(text)
+    return -(-len(text) // 3)
+
+  def note(self, key: str, value: Any, add: bool = False) -> None:
+    """Reports `value` under `key`; `add`: a count, added to what earlier calls reported (the
+    evaluation and each training stage build their prompts in separate calls)."""
+    if self.notes is not None:
+      self.notes[key] = self.notes.get(key, 0) + value if add else value
 
   def pool(self, example: PersonalizedExample) -> list[ProfileItem]:
     """The profile items of the example's pool that it may see (the no-leak rule applied), in

@@ -24,6 +24,8 @@ from perjax.experiment import kinds, protocol
 from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
 from perjax.experiment.options import check_run, granularity_options, method_options
+from perjax.experiment.prompt_stage import PromptStage
+from perjax.experiment.prompt_stage import model_key as prompt_stage_model_key
 from perjax.experiment.settings import EvalSettings, TrainSettings
 from perjax.experiment.train import train
 from perjax.experiment.validate import check_settings
@@ -40,6 +42,7 @@ logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WA
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "predictions.jsonl"
 LAMP_PREDICTIONS_FILE = "predictions.lamp.json"
+PROMPTING_FILE = "prompting.json"
 
 
 @functools.lru_cache(maxsize=1)
@@ -101,15 +104,18 @@ def fill_labels(text: str, labels) -> str:
   return text.replace("{labels}", ", ".join(labels or ()))
 
 
-def build_prompts(recipe, pools, examples, split, config, labels=None) -> list[Prompt]:
+def build_prompts(recipe, pools, examples, split, config, labels=None,
+                  stage: PromptStage | None = None) -> list[Prompt]:
   """Each example's final `Prompt`: the prompting slots' user message plus the config's
   suffix, and its system message (the config's, unless a slot set one). `pools`: {level:
-  Pools}, None for the run's granularity."""
+  Pools}, None for the run's granularity. `stage`: the model's help for the slots (generation,
+  a dev score)."""
   system = fill_labels(config.prompt.system, labels) or None
   make_ctx = lambda m: PromptContext(
       options=method_options(config, m.name), split=split, pools=pools[recipe.level_of(m)],
       system=system,
-      seed=config.seed, encoder=lambda: _encoder(config.encoder))
+      seed=config.seed, encoder=lambda: _encoder(config.encoder),
+      **(stage.fields() if stage is not None else {}))
   suffix = fill_labels(config.prompt.suffix, labels)
   return [Prompt(p.text + suffix, p.system)
           for p in recipe.prompts(examples, make_ctx, system)]
@@ -122,6 +128,20 @@ def stage_settings(config, stage) -> TrainSettings:
   if stage.folder and task_steps:
     settings = dataclasses.replace(settings, steps=task_steps)
   return settings
+
+
+def prompt_stage(config, recipe, task, split, settings, generator, codec,
+                 supervised: bool) -> PromptStage:
+  """The model's help for the run's prompting slots: the run's own generator, or, where the
+  run has personal modules, one of the base model (built on first use only)."""
+  def base():
+    if not recipe.modules:
+      return generator, codec
+    base_generator = Generator(*load_model(config, None))
+    return base_generator, Codec(base_generator, chat=config.prompt.chat,
+                                 max_prompt_tokens=config.eval.get("max_prompt_tokens"))
+  return PromptStage(base, settings, task, prompt_stage_model_key(config), split,
+                     fill_labels(config.prompt.suffix, task.labels), supervised)
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -182,7 +202,9 @@ def _run(config, workdir: Path, recipe) -> dict:
   pools = {None: Pools(list(sources.values()), groups)}
   for level in set(recipe.prompt_levels.values()):  # prompting methods at another granularity
     pools[level] = Pools(list(sources.values()), fit_grouping(GRANULARITIES.get(level)))
-  prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels)
+  helper = prompt_stage(config, recipe, task, split, settings, generator, codec,
+                        kind is kinds.Supervised)
+  prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels, helper)
   group_ids = groups.group_ids(eval_views)
   eval_levels = level_ids_of(level_groups, eval_views)
   state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
@@ -191,7 +213,8 @@ def _run(config, workdir: Path, recipe) -> dict:
   if recipe.trains:
     for stage in protocol.stages(on, recipe, train_examples, fit_examples):
       views = kind.views(stage.examples)
-      stage_prompts = build_prompts(recipe, pools, views, "train", config, task.labels)
+      stage_prompts = build_prompts(recipe, pools, views, "train", config, task.labels,
+                                    helper)
       rows, make_batch = kind.training_rows(codec, stage_prompts, stage.examples, recipe,
                                             config.train.seq_len)
       stage_ids = groups.group_ids(views)
@@ -207,6 +230,11 @@ def _run(config, workdir: Path, recipe) -> dict:
                                    split, settings, state, eval_levels)
   for r in records:  # what trained the row that answered
     r["group_train_examples"] = int(trained[r["group"]])
+  if helper.notes:  # what the prompting methods report (summaries generated, a chosen setting)
+    (workdir / PROMPTING_FILE).write_text(
+        strict_json.dumps(helper.notes, what="prompting note", indent=1) + "\n")
+    metrics = {**metrics, **{k: v for k, v in helper.notes.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)}}
   result = _finish(workdir, metrics, records)
   if kind is kinds.Supervised:
     write_lamp_predictions(workdir / LAMP_PREDICTIONS_FILE, task.name, records)

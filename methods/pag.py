@@ -1,0 +1,28 @@
+"""Profile-augmented generation (Richardson et al. 2023, "Integrating summarization and
+retrieval for enhanced personalization via large language models"): the run's model summarizes
+the profile the example's pool shows it, and the summary is placed before the input.
+
+Summaries are cached on disk (`perjax.profile_summary`; `cache_dir`, default under the perjax
+cache), so a rerun generates none; the run's metrics.json reports `summaries_generated`.
+"""
+from perjax.method import Method, register
+from perjax.profile_summary import DEFAULT_TEMPLATE, summarize
+from perjax.registry import MethodInfo
+from perjax.taxonomy import Granularity, Technique
+
+
+def prompt(examples, prompts, ctx):
+  o = ctx.options
+  summaries = summarize(examples, ctx, method="pag", template=o["template"],
+                        budget=int(o["profile_tokens"]), max_new_tokens=int(o["summary_tokens"]),
+                        cache_dir=o["cache_dir"])
+  return [f"Summary of {ctx.pool_header(e)[0].lower()}{ctx.pool_header(e)[1:]}: {s}\n\n{text}"
+          if s else text for e, text, s in zip(examples, prompts, summaries)]
+
+
+PAG = register(Method(
+    MethodInfo("pag", Technique.PROMPTING, tuple(Granularity), "4.2",
+               "PAG (Richardson et al. 2023), profile summaries written by the model"),
+    prompt=prompt,
+    defaults={"template": DEFAULT_TEMPLATE, "profile_tokens": 384, "summary_tokens": 64,
+              "cache_dir": ""}))
