@@ -11,6 +11,8 @@ into the prompt, or trained into per-user parameters) should beat the non-person
 """
 from perjax.experiment.config import defaults, parse_arg
 from perjax.experiment.sweep import taxonomy_grid
+from perjax.registry import METHODS, load_plugins
+from perjax.taxonomy import Technique
 
 
 def get_config(arg=None):
@@ -44,3 +46,8 @@ def get_config(arg=None):
 
 def sweep(add):
   taxonomy_grid(add, methods=("rag", "soft_prompt", "lora"))  # zero_shot, then each method x granularity
+  load_plugins()
+  for name, method in METHODS.items():  # every other prompting method, at each granularity it has
+    if method.info.technique == Technique.PROMPTING and name not in ("zero_shot", "rag"):
+      for granularity in method.info.granularities:
+        add(method=name, granularity=granularity.value)

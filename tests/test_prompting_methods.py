@@ -156,3 +156,14 @@ def test_rewrite_records_its_dev_choice(tmp_path):
   # every candidate rewrote every dev example (a fresh cache), then the test inputs
   assert metrics["rewrites_generated"] >= len(instructions) * 3 + 1
   assert len(rows) == TINY["data.max_test"]
+
+
+def test_quickstart_sweep_covers_every_prompting_method_at_each_granularity():
+  from experiment_tiny import QUICKSTART
+  from perjax.taxonomy import Technique
+  runs = [(o["method"], o["granularity"]) for _, o in experiment.sweep_runs(QUICKSTART + ":smoke")]
+  wanted = {(name, g.value) for name, m in METHODS.items()
+            if m.info.technique == Technique.PROMPTING for g in m.info.granularities}
+  assert wanted - {("zero_shot", "user"), ("zero_shot", "persona")} <= set(runs)
+  assert {"contextual", "persona_prompt", "pag", "rewrite"} <= {m for m, _ in runs}
+  assert len(runs) == len(set(runs))
