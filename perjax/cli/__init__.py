@@ -10,7 +10,8 @@ import sys
 from perjax.errors import PerjaxError
 from perjax.registry import UnknownNameError
 
-_COMMAND_MODULES = ("listing", "models", "generate", "bench", "evaluate", "data", "experiment")
+_COMMAND_MODULES = ("listing", "models", "generate", "bench", "evaluate", "data", "experiment",
+                    "export", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:

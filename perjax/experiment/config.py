@@ -49,6 +49,10 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # generate: greedy text mapped onto the labels; label_likelihood: the most likely label;
   # label_median: the median of the label distribution (numeric labels; least expected MAE)
   c.predict = ConfigDict(dict(mode="generate"))
+  # tensorboard: event files in WORKDIR/tensorboard; wandb: a W&B project name (optional extra)
+  c.log = ConfigDict(dict(tensorboard=True, wandb=""))
+  # adapter: a peft LoRA folder or a perjax group folder every personal row starts from
+  c.init = ConfigDict(dict(adapter=""))
   # Options live in their own namespaces (config.methods.rag.k,
   # config.granularities.persona.clusters), so no plugin name can clash with a core field.
   c.methods = ConfigDict()

@@ -20,7 +20,7 @@ from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import kinds, protocol
+from perjax.experiment import kinds, protocol, tracking
 from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
 from perjax.experiment.options import check_run, granularity_options, method_options
@@ -158,7 +158,8 @@ def train_and_evaluate(config, workdir) -> dict:
       print(f"{workdir}: finished already", file=sys.stderr)
       return metrics
     check_writable(workdir)  # now, not after training: the checkpoints must be writable
-    return _run(config, workdir, recipe)
+    with tracking.Tracker.from_config(workdir, config) as tracker, tracking.active(tracker):
+      return _run(config, workdir, recipe)
 
 
 def _run(config, workdir: Path, recipe) -> dict:
@@ -192,6 +193,9 @@ def _run(config, workdir: Path, recipe) -> dict:
   # user never seen in training then still has their persona's row (the nearest persona)
   level_groups = {level: fit_grouping(GRANULARITIES.get(level)) for level in recipe.levels}
   model, tokenizer = load_model(config, personal_builder(recipe, groups, level_groups))
+  if config.init.adapter:  # every row starts from a published adapter (resumes override it)
+    from perjax.export.adapters import init_from
+    init_from(model, config.init.adapter)
   generator = Generator(model, tokenizer)
   codec = Codec(generator, chat=config.prompt.chat,
                 max_prompt_tokens=config.eval.get("max_prompt_tokens"))
@@ -228,6 +232,8 @@ def _run(config, workdir: Path, recipe) -> dict:
     generator.refresh(model)
   metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,
                                    split, settings, state, eval_levels)
+  tracking.current().scalars(config.train.steps if recipe.trains else 0,
+                             {f"eval/{k}": v for k, v in metrics.items()})
   for r in records:  # what trained the row that answered
     r["group_train_examples"] = int(trained[r["group"]])
   if helper.notes:  # what the prompting methods report (summaries generated, a chosen setting)

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from perjax import checkpoint
 from perjax.errors import ConfigError, TrainingDiverged
+from perjax.experiment import tracking
 from perjax.experiment.settings import TrainSettings
 from perjax.training import optim
 from perjax.training.step import init_train_state, make_train_step, merge_model
@@ -71,11 +72,16 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
                dynamic_ncols=True)
     for s in bar:
-      state, metrics = step_fn(state, batch_at(s), jax.random.fold_in(key, s))
+      batch = batch_at(s)
+      state, metrics = step_fn(state, batch, jax.random.fold_in(key, s))
       loss = float(metrics["loss"])
       if not math.isfinite(loss):  # raised before saving: the last good checkpoint stays
         raise TrainingDiverged(s + 1, f"the loss became {loss}", ckpt.latest_step())
       bar.set_postfix(loss=f"{loss:.3f}")
+      tracking.current().scalars(s + 1, {
+          "train/loss": loss, "train/learning_rate": tc.lr,
+          "train/grad_norm": float(metrics.get("grad_norm", math.nan)),
+          "train/groups_present": len(np.unique(batch["group_ids"]))}, folder=workdir)
       if (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps:
         if not _all_finite(state):  # an update can overflow after a finite loss
           raise TrainingDiverged(s + 1, "the parameters became non-finite", ckpt.latest_step())

@@ -82,4 +82,20 @@ def check_settings(config, *, trains: bool) -> None:
   if config.dtype not in _DTYPES:
     raise ConfigError(f"dtype must be one of {list(_DTYPES)}, got {config.dtype!r}")
   check_model(config.model, "gguf-decoder", "model")
+  _check_log_and_init(config, trains)
   check_model(config.encoder, "encoder", "encoder")
+
+
+def _check_log_and_init(config, trains: bool) -> None:
+  if "log" in config:
+    from perjax.experiment.tracking import check_wandb
+    check_wandb(config.log.wandb)
+  adapter = config.init.adapter if "init" in config else ""
+  if adapter:
+    if not trains:
+      raise ConfigError(f"init.adapter is set, but method {config.method!r} trains no personal "
+                        "parameters")
+    path = Path(adapter).expanduser()
+    if not ((path / "adapter_config.json").is_file() or (path / "personal.json").is_file()):
+      raise ConfigError(f"init.adapter {adapter!r} is neither a peft adapter folder "
+                        "(adapter_config.json) nor a perjax group folder (personal.json)")

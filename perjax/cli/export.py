@@ -1,0 +1,48 @@
+"""`perjax export RUN_DIR (--user U | --persona ROW | --global) --format peft|merged|perjax
+--out DIR` and `perjax import-adapter PEFT_DIR --out GROUP_DIR`."""
+
+
+def register(subparsers):
+  e = subparsers.add_parser(
+      "export", help="a finished run's personal parameters as a peft adapter, a merged "
+                     "Hugging Face model, or a perjax group folder")
+  e.add_argument("source", help="a finished run folder (or a perjax group folder, to peft)")
+  who = e.add_mutually_exclusive_group()
+  who.add_argument("--user", help="the user whose rows to export (as in predictions.jsonl)")
+  who.add_argument("--persona", type=int, metavar="ROW",
+                   help="a persona row (the group column of a persona run's predictions.jsonl)")
+  who.add_argument("--global", dest="global_", action="store_true",
+                   help="the shared rows (a global run's, or name@global modules)")
+  e.add_argument("--format", default="peft", choices=("peft", "merged", "perjax"),
+                 help="peft: adapter_config.json + adapter_model.safetensors; merged: a "
+                      "transformers model folder with the adapter merged in; perjax: a group "
+                      "folder for load_groups / init.adapter")
+  e.add_argument("--out", required=True, help="output folder")
+  e.set_defaults(func=export)
+  i = subparsers.add_parser(
+      "import-adapter", help="a peft LoRA folder as a perjax group folder (start every row of "
+                             "a run from it with --config.init.adapter=DIR)")
+  i.add_argument("peft_dir", help="folder with adapter_config.json and adapter_model.safetensors")
+  i.add_argument("--out", required=True, help="the group folder to write")
+  i.add_argument("--module", default="lora",
+                 help="the personal module's name in the run that will load it (default lora)")
+  i.set_defaults(func=import_adapter)
+
+
+def export(args):
+  from perjax.export import adapters
+  if args.source and args.user is None and args.persona is None and not args.global_:
+    from pathlib import Path
+    if not (Path(args.source) / "personal.json").exists():
+      from perjax.errors import ConfigError
+      raise ConfigError("name whose parameters to export: --user USER, --persona ROW or --global")
+  out = adapters.export(args.source, args.out, fmt=args.format, user=args.user,
+                        persona=args.persona, global_=args.global_)
+  print(out)
+  return 0
+
+
+def import_adapter(args):
+  from perjax.export import adapters
+  print(adapters.import_adapter(args.peft_dir, args.out, module=args.module))
+  return 0

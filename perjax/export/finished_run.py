@@ -1,0 +1,164 @@
+"""A finished run's personal parameters, read back without loading the base model's weights.
+
+The run's config (`config.json`) says which personal modules it built; the model's geometry
+comes from the model file's header (or the tiny test model's config); the tables come from the
+run's latest checkpoint; `predictions.jsonl` says which row answered each user.
+"""
+import dataclasses
+import json
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from perjax.errors import ConfigError, PerjaxError
+from perjax.models.llama import LlamaConfig
+from perjax.models.personal import Personal, PersonalModule, PersonalStack, build_stack
+
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+@dataclasses.dataclass
+class FinishedRun:
+  workdir: Path
+  config: ml_collections.ConfigDict
+  model_config: LlamaConfig
+  stack: PersonalStack
+  records: list[dict]
+
+  def group_of_user(self, user: str) -> int:
+    groups = {r["user_id"]: r["group"] for r in self.records}
+    if user not in groups:
+      some = ", ".join(sorted(groups)[:8])
+      raise ConfigError(f"user {user!r} has no rows in {self.workdir / PREDICTIONS_FILE} "
+                        f"(users there: {some}{', ...' if len(groups) > 8 else ''})")
+    return int(groups[user])
+
+
+def model_geometry(name: str) -> LlamaConfig:
+  """The decoder's config from the model file's metadata only (no weights are read)."""
+  from perjax.models import decoder_loading, zoo
+  if name.startswith(decoder_loading.TINY_PREFIX):
+    from perjax.models.llama import tiny_llama_config
+    from perjax.models.tiny_tokenizer import byte_tokenizer
+    tok = byte_tokenizer()
+    return tiny_llama_config(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                             eos_token_ids=(tok.eos_token_id,), pad_token_id=tok.pad_token_id)
+  path = zoo.resolve(name)
+  if path.is_file() and path.suffix == ".gguf":
+    from gguf import GGUFReader
+    from perjax.models import gguf_loader
+    return gguf_loader.read_config(GGUFReader(str(path)))
+  from perjax.models import hf_loader
+  return hf_loader.read_config(path)
+
+
+def _read_config(workdir: Path) -> ml_collections.ConfigDict:
+  path = workdir / "config.json"
+  if not (workdir / "metrics.json").exists() or not path.exists():
+    raise PerjaxError(f"{workdir} is not a finished run (needs config.json and metrics.json)")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def _restore_personal(workdir: Path) -> dict:
+  """{module: {table: array}} of the run's latest checkpoint."""
+  import orbax.checkpoint as ocp
+  from perjax.checkpoint import _quiet_logging
+  directory = workdir.absolute() / "checkpoints"
+  if not directory.is_dir():
+    raise PerjaxError(f"{workdir} has no checkpoints: its method trains no personal parameters")
+  with _quiet_logging(), ocp.CheckpointManager(directory) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise PerjaxError(f"{directory} holds no checkpoint")
+    restored = manager.restore(step, args=ocp.args.StandardRestore())
+  stack = restored["personal"]["personal"]  # the model's state below its `personal` attribute
+  return {name: {k: np.asarray(v["value"] if isinstance(v, dict) else v)
+                 for k, v in tables.items()}
+          for name, tables in stack.items()}
+
+
+def open_run(workdir) -> FinishedRun:
+  """The personal modules of a finished run, with their trained tables."""
+  from perjax.experiment.options import check_run
+  from perjax.models.llama import dims
+  workdir = Path(workdir)
+  config = _read_config(workdir)
+  recipe = check_run(config)
+  if not recipe.modules:
+    raise ConfigError(f"{workdir}: method {config.method!r} has no personal parameters to export")
+  tables = _restore_personal(workdir)
+  missing = [s.name for s in recipe.modules if s.name not in tables]
+  if missing:
+    raise PerjaxError(f"{workdir}: the latest checkpoint lacks module(s) {missing}")
+  groups_of_level = {s.level: next(iter(tables[s.name].values())).shape[0]
+                     for s in recipe.modules}
+  model_config = model_geometry(config.model)
+  stack = build_stack(recipe.modules, groups_of_level, dims(model_config), nnx.Rngs(0))
+  for name, module in stack.modules():
+    for key, var in vars(module).items():
+      if isinstance(var, Personal):
+        if tuple(var[...].shape) != tables[name][key].shape:
+          raise PerjaxError(f"{workdir}: checkpoint table {name}/{key} has shape "
+                            f"{tables[name][key].shape}, the config builds {var[...].shape}")
+        var[...] = tables[name][key]
+  records = []
+  predictions = workdir / PREDICTIONS_FILE
+  if predictions.exists():
+    records = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+  return FinishedRun(workdir, config, model_config, stack, records)
+
+
+def select(run: FinishedRun, *, user: str | None = None, persona: int | None = None,
+           global_: bool = False) -> list[tuple[str, PersonalModule, int]]:
+  """(module name, module, row) of each module a granularity's export holds.
+
+  `user`: every module at the run's own granularity, at the row that answered the user, plus
+  the modules with one shared row (`lora@global`). `persona`: that row of the modules at the
+  persona level (the run's, or `name@persona`), plus the shared ones. `global_`: the modules
+  with one shared row (a global run's, or `name@global`).
+  """
+  chosen = [user is not None, persona is not None, global_]
+  if sum(chosen) != 1:
+    raise ConfigError("name exactly one of --user USER, --persona ROW, --global")
+  run_level = run.config.granularity
+  out = []
+  for name, m in run.stack.modules():
+    level = m.level or run_level
+    if level == "global":
+      out.append((name, m, 0))
+    elif user is not None and m.level is None:
+      out.append((name, m, run.group_of_user(user)))
+    elif persona is not None and level == "persona":
+      if not 0 <= persona < m.groups:
+        raise ConfigError(f"--persona {persona}: module {name!r} has persona rows 0..{m.groups - 1}")
+      out.append((name, m, persona))
+  if not out or (user is not None and all(m.level is not None for _, m, _ in out)
+                 and run_level != "global"):
+    what = f"user {user!r}" if user is not None else (
+        f"persona row {persona}" if persona is not None else "the global level")
+    raise ConfigError(f"{run.workdir}: no personal module of {run.config.method!r} sits at "
+                      f"{what} (run granularity {run_level})")
+  return out
+
+
+def row_tables(module: PersonalModule, row: int) -> dict[str, np.ndarray]:
+  return {k: np.asarray(t[row], np.float32) for k, t in module.tables().items()}
+
+
+def personalized_model(run: FinishedRun):
+  """(model, tokenizer): the run's base model with its trained personal tables, float32."""
+  from perjax.experiment.options import check_run
+  from perjax.models import decoder_loading
+  from perjax.models.personal import stack_builder
+  groups_of_level = {m.level: m.groups for _, m in run.stack.modules()}
+  builder = stack_builder(check_run(run.config).modules, groups_of_level)
+  model, tokenizer = decoder_loading.load_decoder(run.config.model, personal=builder,
+                                                  seed=run.config.seed, progress=False)
+  for name, module in model.personal.modules():
+    trained = dict(run.stack.modules())[name].tables()
+    for key, var in vars(module).items():
+      if isinstance(var, Personal):
+        var[...] = trained[key]
+  return model, tokenizer

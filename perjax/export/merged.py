@@ -1,0 +1,99 @@
+"""A Hugging Face model folder with personal parameters merged into the base weights.
+
+LoRA folds in as `W + a b * alpha / rank`, (IA)^3 as a scale of the output features
+(`W * l`, the bias too), in composition order, so the merged weights compute what the
+personalized model does. Modules that add inputs (soft prompts) or act outside a projection
+cannot be merged. Weights are written in Hugging Face's layout: `[out, in]` matrices, Q/K rows
+in the order transformers expects (perjax keeps them that way, whether read from a GGUF file
+or a Hugging Face folder).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from perjax.errors import ConfigError
+from perjax.export.finished_run import row_tables
+from perjax.models.llama import LlamaConfig
+
+_MATRICES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+             "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+             "down": "mlp.down_proj"}
+_VECTORS = {"attn_norm": "input_layernorm.weight", "mlp_norm": "post_attention_layernorm.weight",
+            "q_bias": "self_attn.q_proj.bias", "k_bias": "self_attn.k_proj.bias",
+            "v_bias": "self_attn.v_proj.bias"}
+
+
+def merge(weights: dict, selected) -> dict:
+  """`weights` (perjax layout, from `read_checkpoint`) with the selected (name, module, row)
+  merged in; the input is not changed."""
+  from methods.ia3 import IA3
+  from methods.lora import LoRA
+  layers = dict(weights["layers"])
+  for name, module, row in selected:
+    rows = row_tables(module, row)
+    if isinstance(module, LoRA):
+      for t in module.targets:
+        delta = np.einsum("lir,lro->lio", rows[f"{t}_a"], rows[f"{t}_b"]) * module.scale
+        layers[t] = layers[t] + delta.astype(layers[t].dtype)
+    elif isinstance(module, IA3):
+      for t in module.targets:
+        layers[t] = layers[t] * rows[t][:, None, :]
+        if f"{t}_bias" in layers:
+          layers[f"{t}_bias"] = layers[f"{t}_bias"] * rows[t]
+    else:
+      raise ConfigError(f"module {name!r} ({type(module).__name__}, acting at "
+                        f"{list(module.hooks)}) cannot be merged into the weights; export it "
+                        "with --format perjax")
+  return {**weights, "layers": layers}
+
+
+def hf_config(c: LlamaConfig) -> dict:
+  """config.json for transformers' Llama (Qwen2 when the attention has biases)."""
+  qwen = c.attention_bias
+  out = {"architectures": ["Qwen2ForCausalLM" if qwen else "LlamaForCausalLM"],
+         "model_type": "qwen2" if qwen else "llama",
+         "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+         "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_layers,
+         "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads,
+         "head_dim": c.head_dim, "hidden_act": "silu", "max_position_embeddings": c.max_position,
+         "rms_norm_eps": c.rms_norm_eps, "rope_theta": c.rope_theta,
+         "tie_word_embeddings": c.tie_embeddings, "bos_token_id": c.bos_token_id,
+         "eos_token_id": list(c.eos_token_ids) if len(c.eos_token_ids) > 1 else
+         (c.eos_token_ids[0] if c.eos_token_ids else None),
+         "pad_token_id": c.pad_token_id, "torch_dtype": "float32"}
+  if not qwen:
+    out.update(attention_bias=False, mlp_bias=False)
+  if c.rope_scaling:
+    out["rope_scaling"] = {"rope_type": "llama3", **dict(c.rope_scaling)}
+  return out
+
+
+def hf_tensors(c: LlamaConfig, weights: dict) -> dict[str, np.ndarray]:
+  out = {"model.embed_tokens.weight": weights["embed"], "model.norm.weight": weights["final_norm"]}
+  if not c.tie_embeddings:
+    out["lm_head.weight"] = weights["lm_head"].T
+  for field, stacked in weights["layers"].items():
+    for i in range(c.num_layers):
+      if field in _MATRICES:
+        out[f"model.layers.{i}.{_MATRICES[field]}.weight"] = stacked[i].T
+      else:
+        out[f"model.layers.{i}.{_VECTORS[field]}"] = stacked[i]
+  return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def write_hf_folder(out, config: LlamaConfig, weights: dict, tokenizer=None) -> Path:
+  """config.json, generation_config.json, model.safetensors and the tokenizer files (with the
+  chat template) of a transformers model."""
+  out = Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  save_file(hf_tensors(config, weights), str(out / "model.safetensors"),
+            metadata={"format": "pt"})
+  cfg = hf_config(config)
+  (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+  generation = {k: cfg[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+  (out / "generation_config.json").write_text(json.dumps(generation, indent=1) + "\n")
+  if tokenizer is not None:
+    tokenizer.save_pretrained(str(out))
+  return out
