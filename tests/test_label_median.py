@@ -44,3 +44,20 @@ def test_median_follows_numeric_order_not_label_order():
 def test_label_median_needs_numeric_labels():
   with pytest.raises(ConfigError, match="numeric labels"):
     predict(None, None, ["p"], [0], ("comedy", "drama"), EvalSettings(mode="label_median"))
+
+
+def test_decision_rules_rescore_a_recorded_run(tmp_path):
+  from perjax.experiment.decision_rules import main, rule_metrics
+  # targets 4 and 2; distributions whose mode and median differ on the first row
+  records = [
+      {"id": "a", "target": "4", "label_probs": {"1": 0, "2": 0, "3": .25, "4": .3, "5": .45}},
+      {"id": "b", "target": "2", "label_probs": {"1": .1, "2": .6, "3": .1, "4": .1, "5": .1}},
+  ]
+  scores = rule_metrics(records, ("MAE",))
+  assert scores["label_likelihood"]["MAE"] == pytest.approx((1 + 0) / 2)  # 5 for 4, 2 for 2
+  assert scores["label_median"]["MAE"] == pytest.approx(0.0)             # 4 for 4, 2 for 2
+  (tmp_path / "predictions.jsonl").write_text("\n".join(__import__("json").dumps(r)
+                                                        for r in records))
+  assert main([str(tmp_path)]) == 0
+  (tmp_path / "predictions.jsonl").write_text('{"id": "a", "target": "4", "prediction": "4"}\n')
+  assert main([str(tmp_path)]) == 1  # no label distributions recorded: one error line

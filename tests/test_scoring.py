@@ -59,6 +59,11 @@ def test_label_likelihood_run_predicts_labels(tmp_path):
   labels = set(load_dataset(config.data.name, **config.data.params.to_dict()).labels)
   assert len(preds) == TINY["data.max_test"]
   assert all(p["prediction"] in labels and p["output"] == p["prediction"] for p in preds)
+  # each row records its label distribution, whose most likely label is the prediction
+  for p in preds:
+    probs = p["label_probs"]
+    assert set(probs) == labels and sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert max(probs, key=probs.get) == p["prediction"]
 
 
 def test_unknown_mode_is_a_config_error(tmp_path):

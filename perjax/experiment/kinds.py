@@ -19,8 +19,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from perjax.data.schema import PersonalizedExample, PreferenceExample
-from perjax.experiment import predict
+from perjax.errors import ConfigError
+from perjax.experiment import best_of_n, predict
 from perjax.metrics import evaluate_task, preference_accuracy
+from perjax.models.personal import per_example_array
 from perjax.registry import Registry
 from perjax.training import batching
 from perjax.training.objectives import sequence_logprobs
@@ -56,12 +58,15 @@ class Supervised:
   def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
                level_ids=None):
     del state
-    outputs, preds = predict.predict(generator, codec, prompts, group_ids, task.labels, settings,
-                                     level_ids)
+    outputs, preds, scores = predict.predict_with_scores(
+        generator, codec, prompts, group_ids, task.labels, settings, level_ids)
     metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "output": o, "prediction": p, "target": e.target}
                for e, g, q, o, p in zip(examples, group_ids, prompts, outputs, preds)]
+    if scores is not None:  # the label distribution, for calibration or another decision rule
+      for r, probs in zip(records, predict.label_probs(scores, task.labels)):
+        r["label_probs"] = probs
     return metrics, records
 
 
@@ -71,7 +76,8 @@ class Preference:
   batches; any other is fine-tuned on the chosen responses (SFT on preferred answers). Scored
   by the preference accuracy of the implicit reward r(x, y) = log p(y | x) - log p_ref(y | x),
   the reference being the model before training; a run that trains nothing is scored by the
-  raw log-likelihood margin."""
+  raw log-likelihood margin. A method with a reward model (`settings.reward`) is scored by its
+  reward instead, and `predict.mode=best_of_n` also reranks sampled responses with it."""
 
   @staticmethod
   def matches(task) -> bool:
@@ -102,14 +108,25 @@ class Preference:
   def before_training(cls, generator, codec, prompts, examples, group_ids, settings, trains,
                       level_ids=None):
     rows = cls._rows(codec, prompts, examples, settings.seq_len)
-    return rows, (score(generator, rows, group_ids, settings, level_ids) if trains else None)
+    if settings.mode == "best_of_n":
+      if settings.reward is None:
+        raise ConfigError("predict.mode=best_of_n needs a method with a reward model "
+                          "(reward_model)")
+      # sampled now, from the policy before training (the base for a reward model alone)
+      return rows, None, best_of_n.sample(generator, codec, prompts, group_ids, settings,
+                                          level_ids)
+    if settings.reward is not None:  # a reward model's scores need no reference
+      return rows, None, None
+    return rows, (score(generator, rows, group_ids, settings, level_ids) if trains else None), \
+        None
 
   @staticmethod
   def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
                level_ids=None):
-    del codec, task, split
-    rows, ref = state
-    policy = score(generator, rows, group_ids, settings, level_ids)
+    del task, split
+    rows, ref, candidates = state
+    scorer = settings.reward.score if settings.reward is not None else None
+    policy = score(generator, rows, group_ids, settings, level_ids, scorer)
     reward = {k: policy[k] - (ref[k] if ref is not None else 0.0) for k in RESPONSES}
     metrics = {"preference_accuracy": preference_accuracy(reward["chosen"].tolist(),
                                                           reward["rejected"].tolist())}
@@ -117,6 +134,12 @@ class Preference:
                 "system": q.system, "chosen_reward": float(c), "rejected_reward": float(r)}
                for e, g, q, c, r in zip(examples, group_ids, prompts, reward["chosen"],
                                         reward["rejected"])]
+    if candidates is not None:
+      best, rewards = best_of_n.rerank(generator, codec, prompts, candidates, group_ids,
+                                       settings, score, level_ids)
+      metrics.update(best_of_n.metrics(rewards, best))
+      for r, texts, b, rs in zip(records, candidates, best, rewards):
+        r.update(best_of_n=texts[b], candidates=texts, candidate_rewards=rs.tolist())
     return metrics, records
 
 
@@ -128,24 +151,29 @@ def kind_of(task):
   raise ValueError(f"no task kind handles data set {task.name!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _logprobs(graphdef, state, rows):
-  return sequence_logprobs(nnx.merge(graphdef, state), rows)
+@functools.partial(jax.jit, static_argnames=("graphdef", "scorer"))
+def _logprobs(graphdef, state, rows, scorer=None):
+  return (scorer or sequence_logprobs)(nnx.merge(graphdef, state), rows)
 
 
-def score(generator, rows, group_ids, settings, level_ids=None) -> dict:
-  """{"chosen"/"rejected": [N] log p(response | prompt)} under the generator's current model,
-  in fixed-size batches (one compiled program)."""
+def _pad_rows(a, n: int):
+  return np.pad(a, [(0, n - len(a))] + [(0, 0)] * (a.ndim - 1))
+
+
+def score(generator, rows, group_ids, settings, level_ids=None, scorer=None) -> dict:
+  """{"chosen"/"rejected" (the keys of `rows`): [N] log p(response | prompt)} under the
+  generator's current model, in fixed-size batches (one compiled program); `scorer(model,
+  rows) -> [B]` scores instead (a reward model)."""
   bs, pad = settings.batch_size, generator.config.pad_token_id
   n = len(group_ids)
-  out = {k: [] for k in RESPONSES}
+  out = {k: [] for k in rows}
   for s in tqdm(range(0, n, bs), desc="score", dynamic_ncols=True):
-    for k in RESPONSES:
+    for k in rows:
       chunk = [rows[k][i] + (int(group_ids[i]),) for i in range(s, min(s + bs, n))]
       chunk += [([], [], 0)] * (bs - len(chunk))  # filler rows, dropped below
       batch = {key: v[0] for key, v in batching.make_batch(chunk, settings.seq_len, pad).items()}
-      if level_ids:  # filler rows read row 0
-        batch["level_ids"] = {l: np.pad(np.asarray(ids, np.int32)[s:s + bs],
-                                        (0, bs - min(bs, n - s))) for l, ids in level_ids.items()}
-      out[k].append(np.asarray(_logprobs(generator.graphdef, generator.state, batch)))
+      if level_ids:  # filler rows read row 0 (and zero inputs)
+        batch["level_ids"] = {l: _pad_rows(per_example_array(ids)[s:s + bs], bs)
+                              for l, ids in level_ids.items()}
+      out[k].append(np.asarray(_logprobs(generator.graphdef, generator.state, batch, scorer)))
   return {k: np.concatenate(v)[:n] for k, v in out.items()}

@@ -148,6 +148,15 @@ def _numeric(labels) -> bool:
 def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings,
             level_ids=None):
   """(raw outputs, predictions): what the model said and the label (or text) it is scored as."""
+  outputs, preds, _ = predict_with_scores(generator, codec, prompts, group_ids, labels, settings,
+                                          level_ids)
+  return outputs, preds
+
+
+def predict_with_scores(generator, codec, prompts, group_ids, labels, settings: EvalSettings,
+                        level_ids=None):
+  """`predict`, and the [N, L] label log-probs where the mode scores labels (else None): what
+  any other decision rule over the labels needs."""
   mode = settings.mode
   if mode not in MODES:
     raise ConfigError(f"predict.mode {mode!r} is not one of {MODES}")
@@ -160,6 +169,13 @@ def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings
                                 level_ids)
     if mode == "label_median":
       preds = median_labels(scores, labels)
-    return preds, preds
+    return preds, preds, scores
   outputs = generate(generator, codec, prompts, group_ids, settings, level_ids)
-  return outputs, [to_label(o, labels) if labels else o.strip() for o in outputs]
+  return outputs, [to_label(o, labels) if labels else o.strip() for o in outputs], None
+
+
+def label_probs(scores, labels) -> list[dict[str, float]]:
+  """Per row of [N, L] label log-probs, {label: probability} renormalised over the labels."""
+  probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+  probs /= probs.sum(axis=1, keepdims=True)
+  return [{l: round(float(p), 5) for l, p in zip(labels, row)} for row in probs]

@@ -1,0 +1,58 @@
+"""A finished run's label distributions (`label_probs` in predictions.jsonl, written in the
+label_likelihood and label_median modes) scored under each decision rule, without running the
+model again: the most likely label (`label_likelihood`) and the median (`label_median`, numeric
+labels). Choosing the rule on dev then costs one run, not one per rule.
+
+  python -m perjax.experiment.decision_rules RUN_DIR [RUN_DIR ...]
+"""
+import sys
+
+import numpy as np
+
+from perjax.errors import DataError
+from perjax.experiment.predict import median_labels
+from perjax.experiment.seeded import read_records
+from perjax.metrics import compute_metrics
+
+
+def rule_predictions(records) -> dict[str, list[str]]:
+  """{rule: predictions} for records that carry `label_probs`."""
+  if not records or any("label_probs" not in r for r in records):
+    raise DataError("the run recorded no label distributions (predict.mode=generate?)")
+  labels = list(records[0]["label_probs"])
+  logp = np.log(np.array([[max(r["label_probs"][l], 1e-12) for l in labels] for r in records]))
+  out = {"label_likelihood": [labels[i] for i in np.argmax(logp, axis=1)]}
+  try:
+    out["label_median"] = median_labels(logp, labels)
+  except ValueError:
+    pass  # non-numeric labels: no median
+  return out
+
+
+def rule_metrics(records, metrics) -> dict[str, dict[str, float]]:
+  golds = [r["target"] for r in records]
+  return {rule: compute_metrics(metrics, golds, preds)
+          for rule, preds in rule_predictions(records).items()}
+
+
+def main(argv=None) -> int:
+  dirs = (argv if argv is not None else sys.argv[1:])
+  if not dirs:
+    print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+    return 2
+  for d in dirs:
+    try:
+      records = read_records(d)
+      labels = list(records[0].get("label_probs", {})) if records else []
+      numeric = all(l.replace(".", "", 1).isdigit() for l in labels)
+      metrics = ("MAE", "RMSE") if numeric else ("accuracy",)
+      for rule, scores in rule_metrics(records, metrics).items():
+        print(f"{d}\t{rule}\t" + "\t".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    except DataError as e:
+      print(f"perjax: error: {d}: {e}", file=sys.stderr)
+      return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
