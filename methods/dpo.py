@@ -28,8 +28,11 @@ def objective(model, batch, rng, num_groups, *, options):
   groups train independently; `group_pairs` counts a group's pairs in the whole accumulated
   batch (divided by the micro-batch count), `real` marks real (non-padding) pairs."""
   del rng, num_groups  # deterministic; group means come from `group_pairs`
-  logp = [sequence_logprobs(model, batch[k]) for k in ("chosen", "rejected")]
-  ref_logp = [jax.lax.stop_gradient(sequence_logprobs(model, batch[k], base_only=True))
+  # a pair's ids at other levels and its modules' per-example inputs serve both responses
+  rows = {k: {**batch[k], **({"level_ids": batch["level_ids"]} if "level_ids" in batch else {})}
+          for k in ("chosen", "rejected")}
+  logp = [sequence_logprobs(model, rows[k]) for k in ("chosen", "rejected")]
+  ref_logp = [jax.lax.stop_gradient(sequence_logprobs(model, rows[k], base_only=True))
               for k in ("chosen", "rejected")]
   losses, margin = dpo_loss(*logp, *ref_logp, float(options["beta"]))
   real = batch["real"].astype(jnp.float32)

@@ -165,7 +165,7 @@ def _row_of(module, g: int, level_rows) -> int:
   """The row that stands for group `g` in `module`: g itself at the run's level, else the row
   `level_rows[level]` names (a single shared row needs no name)."""
   if module.level is None:
-    row = g
+    row = 0 if set(module.tables()) <= set(module.shared) else g  # shared tables only: row 0
   elif module.level in (level_rows or {}):
     row = level_rows[module.level]
   elif module.groups == 1:
@@ -190,7 +190,7 @@ def export_group(model, g: int, path, *, level_rows: dict | None = None) -> Path
   rows, modules = {}, {}
   for name, m in stack.modules():
     row = _row_of(m, g, level_rows)
-    rows.update({f"{name}/{k}": np.ascontiguousarray(np.asarray(t[row]))
+    rows.update({f"{name}/{k}": np.ascontiguousarray(np.asarray(t[0 if k in m.shared else row]))
                  for k, t in m.tables().items()})
     modules[name] = {"kind": _kind(m), "level": m.level, "row": row, "options": m.describe()}
   path = Path(path)
@@ -243,4 +243,5 @@ def load_groups(model, groups: dict, *, level_rows: dict | None = None) -> None:
                             f"{m.describe()})")
       for k, value in m.adapt_rows(mine, modules[name]["options"]).items():
         var = tables[k]
-        var[...] = var[...].at[row].set(np.asarray(value).astype(var[...].dtype))
+        at = 0 if k in m.shared else row  # a shared table's one row serves every group
+        var[...] = var[...].at[at].set(np.asarray(value).astype(var[...].dtype))

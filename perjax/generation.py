@@ -15,6 +15,7 @@ from flax import nnx
 
 from perjax.bounded_inputs import fit_prompts, prompt_limit
 from perjax.errors import ConfigError
+from perjax.models.personal import per_example_array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +162,7 @@ class Generator:
     ids, mask = left_pad(prompts, P, self.config.pad_token_id)
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
     eos_ids = self.eos_ids or (-1,)
-    level_ids = {k: np.asarray(v, np.int32) for k, v in (level_ids or {}).items()}
+    level_ids = {k: per_example_array(v) for k, v in (level_ids or {}).items()}
     out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, level_ids,
                     jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
                     pad_id=int(self.config.pad_token_id))

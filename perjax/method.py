@@ -44,6 +44,9 @@ class Method:
   objective: ObjectiveFn | None = None
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   pairwise: bool = False  # the objective takes preference batches (chosen/rejected pairs)
+  # (examples, PromptContext) -> {key: [N, ...] array}: per-example inputs its module reads
+  # (`PersonalModule.inputs`), computed once per example in the data stage
+  example_inputs: Callable | None = None
 
   @property
   def name(self) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from perjax.generation import bucket_length, left_pad
+from perjax.models.personal import per_example_array
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -65,9 +66,10 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
     groups = np.zeros((batch_size,), np.int32)
     groups[:len(chunk)] = group_ids[s:s + batch_size]
     levels = {}
-    for level, ids_of in (level_ids or {}).items():
-      levels[level] = np.zeros((batch_size,), np.int32)
-      levels[level][:len(chunk)] = np.asarray(ids_of, np.int32)[s:s + batch_size]
+    for level, ids_of in (level_ids or {}).items():  # ids, or per-example inputs
+      values = per_example_array(ids_of)
+      levels[level] = np.zeros((batch_size,) + values.shape[1:], values.dtype)
+      levels[level][:len(chunk)] = values[s:s + batch_size]
     scores = _score(generator.graphdef, generator.state, generator.layers, ids, mask, groups,
                     levels, cont, cont_mask)
     out.append(np.asarray(scores)[:len(chunk)])

@@ -23,6 +23,7 @@ from perjax.experiment import config as cfg
 from perjax.experiment import kinds, protocol, tracking
 from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
+from perjax.experiment.example_inputs import example_inputs
 from perjax.experiment.options import check_run, granularity_options, method_options
 from perjax.experiment.prompt_stage import PromptStage
 from perjax.experiment.prompt_stage import model_key as prompt_stage_model_key
@@ -210,7 +211,11 @@ def _run(config, workdir: Path, recipe) -> dict:
                         kind is kinds.Supervised)
   prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels, helper)
   group_ids = groups.group_ids(eval_views)
-  eval_levels = level_ids_of(level_groups, eval_views)
+  # per example: its groups at other levels, and its modules' inputs (they travel together)
+  per_example = lambda views, split: {
+      **level_ids_of(level_groups, views),
+      **example_inputs(recipe, pools, views, split, config, lambda: _encoder(config.encoder))}
+  eval_levels = per_example(eval_views, split)
   state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
                                recipe.trains, eval_levels)
   trained = np.zeros(groups.num_groups, np.int64)  # training examples per row of the run's level
@@ -227,7 +232,7 @@ def _run(config, workdir: Path, recipe) -> dict:
               file=sys.stderr)
       model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
                     stage_settings(config, stage), workdir / stage.folder,
-                    trainable=stage.trainable, level_ids=level_ids_of(level_groups, views))
+                    trainable=stage.trainable, level_ids=per_example(views, "train"))
     trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
     generator.refresh(model)
   metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,

@@ -14,6 +14,7 @@ from perjax import checkpoint
 from perjax.errors import ConfigError, TrainingDiverged
 from perjax.experiment import tracking
 from perjax.experiment.settings import TrainSettings
+from perjax.models.personal import per_example_array
 from perjax.training import optim
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
@@ -45,11 +46,16 @@ def train(model, rows, group_ids, make_batch, objective, num_groups: int,
     batch = make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
                        pad, settings.accum)
     if level_ids:
-      batch["level_ids"] = {level: np.asarray(ids, np.int32)[idx].reshape(settings.accum, -1)
+      batch["level_ids"] = {level: _micro(per_example_array(ids)[idx], settings.accum)
                             for level, ids in level_ids.items()}
     return batch
 
   return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable)
+
+
+def _micro(a, accum: int):
+  """[N, ...] -> [accum, N / accum, ...]: ids or per-example inputs split into micro-batches."""
+  return a.reshape((accum, -1) + a.shape[1:])
 
 
 def _all_finite(state) -> bool:

@@ -20,12 +20,19 @@ training, checkpoints, export and sharding see only `Personal` variables.
 Several modules act at once (in the order they were composed); each may sit at its own grouping
 level (`level`: None is the run's granularity, "global" a single shared row, or any other
 granularity whose ids the caller passes in `level_ids`).
+
+A module may also hold tables shared by every group (`shared`: one row, `[1, ...]`, trained by
+every group's examples, e.g. a generic embedding or an encoder's projector), and read
+per-example inputs (`inputs`: arrays computed from each example in the data stage, e.g. its
+history's sentence embeddings). Per-example inputs travel with the examples' ids of other
+levels, in `level_ids` ({key: [B, ...] array}), and reach the module in its rows.
 """
 import dataclasses
 from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from perjax.errors import ConfigError
@@ -61,13 +68,20 @@ class PersonalModule(nnx.Module):
   layered: tuple[str, ...] = ()
   prefix_len: int = 0
   level: str | None = None
+  # tables with one row serving every group (they couple the groups that train them)
+  shared: tuple[str, ...] = ()
+  # per-example inputs the module reads from its rows: {key: shape of one example's array}
+  # (a class attribute or property: a dict instance attribute would not be hashable static data)
+  inputs: Mapping[str, tuple[int, ...]] = {}
 
   def tables(self) -> dict[str, jax.Array]:
     return {name: v[...] for name, v in vars(self).items() if isinstance(v, Personal)}
 
   @property
   def groups(self) -> int:
-    return next(iter(self.tables().values())).shape[0]
+    """The rows of its per-group tables (1 for a module of shared tables only)."""
+    rows = [t.shape[0] for k, t in self.tables().items() if k not in self.shared]
+    return rows[0] if rows else 1
 
   def prepare(self, rows: dict, dtype) -> dict:
     """Gathered rows -> what the hooks use. Elementwise only (it sees per-layer slices and
@@ -134,6 +148,10 @@ class PersonalStack(nnx.Module):
     """{module name: (level, groups)}: what the optimizer and the batches must match."""
     return {n: (m.level, m.groups) for n, m in self.modules()}
 
+  def shared_tables(self) -> dict[str, tuple[str, ...]]:
+    """{module name: its tables shared by every group}, for modules that have any."""
+    return {n: tuple(m.shared) for n, m in self.modules() if m.shared}
+
   def gather(self, group_ids, dtype, *, level_ids=None, per_layer: bool, num_layers: int):
     """Each example's rows of every module: {"global": {name: rows}, "layers": ...}, where
     "layers" is one {name: rows} per layer (`per_layer`, for an unrolled layer loop) or
@@ -144,19 +162,36 @@ class PersonalStack(nnx.Module):
     per = [dict() for _ in range(num_layers)]
     for name, m in self.modules():
       ids = ids_for(m, group_ids, level_ids)
+      row = lambda k, t: t[jnp.zeros_like(ids) if k in m.shared else ids]
       tables = m.tables()
       flat = {k: t for k, t in tables.items() if k not in m.layered}
-      out_global[name] = m.prepare({k: t[ids] for k, t in flat.items()}, dtype) if flat else {}
+      out_global[name] = m.prepare({k: row(k, t) for k, t in flat.items()}, dtype) if flat else {}
+      out_global[name].update(example_inputs(name, m, level_ids))
       layered = {k: tables[k] for k in m.layered}
       if not layered:
         continue
       if per_layer:
         for i in range(num_layers):
-          per[i][name] = m.prepare({k: t[:, i][ids] for k, t in layered.items()}, dtype)
+          per[i][name] = m.prepare({k: row(k, t[:, i]) for k, t in layered.items()}, dtype)
       else:
-        rows = m.prepare({k: t[ids] for k, t in layered.items()}, dtype)
+        rows = m.prepare({k: row(k, t) for k, t in layered.items()}, dtype)
         stacked[name] = {k: jnp.swapaxes(v, 0, 1) for k, v in rows.items()}
     return {"global": out_global, "layers": per if per_layer else stacked}
+
+
+def example_inputs(name: str, module: PersonalModule, level_ids=None) -> dict:
+  """The per-example inputs `module` declares, from `level_ids`; a missing one is an error."""
+  missing = [k for k in module.inputs if k not in (level_ids or {})]
+  if missing:
+    raise ConfigError(f"personal module {name!r} reads per-example input(s) {missing}, which "
+                      "were not given (level_ids); they come from its method's example_inputs")
+  return {k: jnp.asarray(level_ids[k]) for k in module.inputs}
+
+
+def per_example_array(values) -> np.ndarray:
+  """One per-example array of `level_ids`: group ids as int32, inputs as float32."""
+  a = np.asarray(values)
+  return a.astype(np.int32) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32)
 
 
 def ids_for(module: PersonalModule, group_ids, level_ids=None):

@@ -36,10 +36,14 @@ def merge_model(graphdef, state: TrainState):
 class PersonalOptimizer:
   """`optim.per_group(tx)` for each personal module: every module has its own table size and
   reads its own level's group ids, so each row is updated only in steps where its group has
-  examples. The optimizer state is {module name: per-group state}."""
+  examples. The optimizer state is {module name: per-group state}; a module with tables shared
+  by every group (`PersonalModule.shared`) has {"rows": ..., "shared": ...} instead, its
+  shared tables moving in every step (one row, present whenever there are examples)."""
 
-  def __init__(self, tx: optax.GradientTransformation, layout: dict, trainable=None):
+  def __init__(self, tx: optax.GradientTransformation, layout: dict, trainable=None,
+               shared: dict | None = None):
     self.layout = layout  # {module name: (level, groups)}, from PersonalStack.layout()
+    self.shared = shared or {}  # {module name: shared table names}, PersonalStack.shared_tables()
     self.tx = per_group(tx)
     # the modules this optimizer moves (None: all); the others stay frozen, state included
     self.trainable = set(layout) if trainable is None else set(trainable)
@@ -47,10 +51,22 @@ class PersonalOptimizer:
     if unknown:
       raise ValueError(f"no personal module(s) {sorted(unknown)} to train; have {list(layout)}")
 
+  def _parts(self, name, params) -> dict:
+    """A module's params split into per-group rows and shared tables (non-empty parts)."""
+    shared = self.shared.get(name, ())
+    parts = {"rows": nnx.State({k: v for k, v in params.items() if k not in shared}),
+             "shared": nnx.State({k: v for k, v in params.items() if k in shared})}
+    return {k: p for k, p in parts.items() if jax.tree.leaves(p)}
+
   def init(self, personal) -> dict | None:
     if not self.layout:
       return None
-    return {name: self.tx.init(personal["personal"][name]) for name in self.layout}
+    out = {}
+    for name in self.layout:
+      params = personal["personal"][name]
+      out[name] = ({k: self.tx.init(p) for k, p in self._parts(name, params).items()}
+                   if name in self.shared else self.tx.init(params))
+    return out
 
   def update(self, grads, opt_state, personal, group_ids, level_ids=None):
     """(new personal state, new optimizer state)."""
@@ -69,9 +85,18 @@ class PersonalOptimizer:
       ids = ids.reshape(-1)
       present = jax.ops.segment_max(jnp.ones_like(ids, jnp.int32), ids, num_segments=groups) > 0
       params = personal["personal"][name]
-      updates, new_opt[name] = self.tx.update(grads["personal"][name], opt_state[name], params,
-                                              present=present)
-      new_personal["personal"][name] = optax.apply_updates(params, updates)
+      if name not in self.shared:
+        updates, new_opt[name] = self.tx.update(grads["personal"][name], opt_state[name], params,
+                                                present=present)
+        new_personal["personal"][name] = optax.apply_updates(params, updates)
+        continue
+      grads_of, new_opt[name], moved = self._parts(name, grads["personal"][name]), {}, {}
+      for part, p in self._parts(name, params).items():
+        here = present if part == "rows" else jnp.ones((1,), jnp.bool_)
+        updates, new_opt[name][part] = self.tx.update(grads_of[part], opt_state[name][part], p,
+                                                      present=here)
+        moved.update(optax.apply_updates(p, updates))
+      new_personal["personal"][name] = nnx.State(moved)
     return new_personal, new_opt
 
 
@@ -84,7 +109,8 @@ def init_train_state(model, tx: optax.GradientTransformation, *, train_base: boo
   """(graphdef, TrainState, personal_tx, base_tx) for `model`; `trainable` names the personal
   modules to train (None: all)."""
   graphdef, personal, base, rest = split_model(model)
-  personal_tx = PersonalOptimizer(tx, personal_layout(model), trainable)
+  shared = {} if getattr(model, "personal", None) is None else model.personal.shared_tables()
+  personal_tx = PersonalOptimizer(tx, personal_layout(model), trainable, shared)
   base_tx = tx if train_base else None
   state = TrainState(
       step=jnp.zeros((), jnp.int32), personal=personal, base=base, rest=rest,
