@@ -1,7 +1,11 @@
-"""A sweep's results as DIR/results.csv, results.md (a markdown table) and results.png (bars of
-the primary metric: one group of bars per method, one bar per granularity)."""
+"""A sweep's results as DIR/results.csv, results.md (a markdown table) and results.png: bars of
+the primary metric (one group of bars per method, one bar per granularity), the taxonomy grid as
+a heat map (technique x granularity, the best method of each cell) and the spread over users of
+each run (box plots of the runs' per_user.csv)."""
 import csv
 from pathlib import Path
+
+from perjax.experiment import figures
 
 NON_METRIC = ("run", "method", "granularity")
 
@@ -32,17 +36,21 @@ def markdown(rows, columns, marks=frozenset()) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot(path: Path, rows, swept, metric: str) -> None:
+def plot(path: Path, rows, swept, metric: str, workdir: Path | None = None) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
+  boxes = figures.per_user_values(workdir, rows, metric) if workdir is not None else {}
+  panels = 2 + bool(boxes)
   label = lambda r: " ".join([r["method"]] + [f"{k}={r[k]}" for k in swept])
   xs = list(dict.fromkeys(label(r) for r in rows))
+  width_in = max(5.0, 1.3 * len(xs))
+  fig, axes = plt.subplots(panels, 1, figsize=(width_in, 3.6 * panels), squeeze=False)
+  ax = axes[0, 0]
   order = {"user": 0, "persona": 1, "global": 2}  # the taxonomy's order, not the sweep's
   hues = sorted(dict.fromkeys(r["granularity"] for r in rows), key=lambda g: order.get(g, 3))
   width = 0.8 / len(hues)
-  fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(xs)), 3.6))
   for j, g in enumerate(hues):
     pos, vals = [], []
     for r in rows:
@@ -55,6 +63,9 @@ def plot(path: Path, rows, swept, metric: str) -> None:
   ax.set_ylabel(metric)
   ax.margins(y=0.25)  # headroom for the legend above the bars
   ax.legend(title="granularity", fontsize=8, ncol=len(hues), loc="upper left")
+  figures.taxonomy_heatmap(axes[1, 0], rows, metric)
+  if boxes:
+    figures.per_user_boxes(axes[2, 0], boxes, metric)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -68,4 +79,4 @@ def write(workdir, rows, swept=(), marks=frozenset()) -> None:
   (workdir / "results.md").write_text(markdown(rows, columns, marks))
   metrics = [c for c in columns if c not in NON_METRIC and c not in swept]
   if rows and metrics:
-    plot(workdir / "results.png", rows, list(swept), metrics[0])
+    plot(workdir / "results.png", rows, list(swept), metrics[0], workdir)
