@@ -2,7 +2,16 @@
 d-style response to a query over the other styles. DPO on per-group LoRA at user/persona
 granularity is personalized DPO (P-DPO, Li et al. 2024); at global it is plain DPO (Rafailov et
 al. 2023), one adapter for conflicting preferences. Metric: preference accuracy of the implicit
-reward log p_policy - log p_base on held-out queries (zero_shot: the raw log-likelihood margin).
+reward log p_policy - log p_base on held-out queries (zero_shot: the raw log-likelihood margin),
+overall and per domain (`preference_accuracy/<domain>`).
+
+Personalized Soups (`psoups`, Jang et al. 2023) trains one DPO adapter per domain (the domains
+are its preference dimensions) and merges them per user (`methods.psoups.weights`; by default a
+user's own domain, so it scores like dpo@user up to rounding; a user mixing domains is e.g.
+`--config.methods.psoups.weights="{'academy': {'academy': 0.5, 'literature': 0.5}}"`).
+`reward_model` is a per-user Bradley-Terry reward model (a head on LoRA-adapted hidden states),
+scored by the accuracy of its reward; `--config.predict.mode=best_of_n` also reranks
+`methods.reward_model.n` sampled responses per query.
 
 In DSP a user *is* a domain, so user and persona granularity give the same 4 groups.
 
@@ -22,6 +31,9 @@ def get_config(arg=None):
   # held-out queries, every domain in every split; each d response is paired with all others
   c.data.params = dict(split="query", seed=0, rejected="others")
   c.methods.dpo.update(beta=0.1, rank=8)
+  c.methods.psoups.update(beta=0.1, rank=8)
+  c.methods.reward_model.update(rank=8, n=4, temperature=1.0)
+  c.eval.max_new_tokens = 96  # best_of_n's sampled responses
   # median response ~150 tokens, 90th percentile ~300: longer ones are cut after the prompt
   c.train.update(steps=200, batch_size=8, seq_len=320, lr=1e-3, checkpoint_every=50)
   c.eval.update(batch_size=16)  # rows per scoring batch
@@ -30,11 +42,15 @@ def get_config(arg=None):
     c.data.params.update(max_queries=60)
     c.data.max_train, c.data.max_test = 0, 48
     c.train.update(steps=16, batch_size=4, seq_len=192, lr=1e-2, checkpoint_every=8)
-    c.methods.dpo.rank = 4
+    c.methods.dpo.rank = c.methods.psoups.rank = c.methods.reward_model.rank = 4
+    c.eval.max_new_tokens = 32
   return c
 
 
 def sweep(add):
   add(method="zero_shot", granularity="global")
-  for granularity in ("user", "persona", "global"):
-    add(method="dpo", granularity=granularity)
+  add(method="dpo", granularity="global")  # one adapter for conflicting preferences
+  add(method="dpo", granularity="user")  # P-DPO: one adapter per domain
+  add(method="psoups", granularity="user")
+  add(method="reward_model", granularity="global")
+  add(method="reward_model", granularity="user")

@@ -11,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from perjax.errors import ConfigError
 from perjax.method import Method, register
@@ -20,14 +21,19 @@ from perjax.taxonomy import Granularity, Technique
 
 
 class LoRA(PersonalModule):
-  """`{t}_a [G, L, d_in, r]`, `{t}_b [G, L, r, d_out]` per target projection t."""
+  """`{t}_a [G, L, d_in, r]`, `{t}_b [G, L, r, d_out]` per target projection t. `tables`
+  gives the tables' values instead of the initialisation (`merge_groups`)."""
 
   def __init__(self, *, groups, dims, rngs, rank: int, alpha: float | None = None,
-               targets=("q", "v")):
+               targets=("q", "v"), tables: dict | None = None):
     self.rank, self.targets = rank, tuple(targets)
     self.alpha = float(alpha) if alpha else 2.0 * rank
     self.hooks = tuple(f"proj.{t}" for t in self.targets)
     self.layered = tuple(f"{t}_{ab}" for t in self.targets for ab in "ab")
+    if tables is not None:
+      for name, value in tables.items():
+        setattr(self, name, Personal(jnp.asarray(value, PERSONAL_DTYPE)))
+      return
     G, L, r = groups, dims.num_layers, rank
     for t in self.targets:
       din, dout = dims.projections[t]
@@ -51,6 +57,41 @@ class LoRA(PersonalModule):
 
   def describe(self):
     return {"rank": self.rank, "alpha": self.alpha, "targets": list(self.targets)}
+
+  def merge_groups(self, weights) -> "LoRA":
+    """A module of the same kind whose row n acts with the delta `sum_k weights[n, k] *
+    delta_k`, `delta_k = A_k B_k * scale` the delta of this module's row k (per layer and
+    target), exactly: the rows' ranks are concatenated, each source's A scaled by its weight,
+    so the merged rank is `G_old * rank` and the scale stays the same (Personalized Soups'
+    parameter merging, with no approximation). `weights` is `[G_new, G_old]`. Any other table
+    (e.g. a reward head) becomes the weighted sum of its rows."""
+    w = np.asarray(weights, np.float32)
+    tables = self.tables()
+    if w.ndim != 2 or w.shape[1] != self.groups:
+      raise ConfigError(f"merge_groups: weights must be [new groups, {self.groups}], got "
+                        f"shape {w.shape}")
+    w = jnp.asarray(w)
+    merged = {}
+    for name, t in tables.items():
+      if name.endswith("_a"):  # [G, L, d, r] -> [N, L, d, G*r], column block k scaled by w[:, k]
+        G, L, d, r = t.shape
+        merged[name] = jnp.einsum("nk,kldr->nldkr", w, t).reshape(w.shape[0], L, d, G * r)
+      elif name.endswith("_b"):  # [G, L, r, o] -> [N, L, G*r, o], the same for every row
+        G, L, r, o = t.shape
+        stacked = jnp.swapaxes(t, 0, 1).reshape(L, G * r, o)
+        merged[name] = jnp.broadcast_to(stacked, (w.shape[0], L, G * r, o))
+      else:
+        merged[name] = jnp.tensordot(w, t, axes=1)
+    rank = self.groups * self.rank
+    module = type(self)(groups=w.shape[0], dims=None, rngs=None, rank=rank,
+                        alpha=self.scale * rank, targets=self.targets, tables=merged,
+                        **self.merge_options())
+    module.level = self.level
+    return module
+
+  def merge_options(self) -> dict:
+    """Constructor options a subclass adds (passed on by `merge_groups`)."""
+    return {}
 
   def adapt_rows(self, rows, exported):
     """An adapter exported with another alpha acts as it did: its b is rescaled."""

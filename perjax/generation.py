@@ -134,7 +134,6 @@ class Generator:
   """Generation for one model; compiled programs are cached by (batch, bucket, sampling)."""
 
   def __init__(self, model, tokenizer=None, *, bucket: int = 32, stop_at_eos: bool = True):
-    self.graphdef = nnx.graphdef(model)
     self.refresh(model)
     self.config = model.config
     self.tokenizer = tokenizer
@@ -144,11 +143,18 @@ class Generator:
     self.eos_ids = tuple(model.config.eos_token_ids) if stop_at_eos else ()
 
   def refresh(self, model) -> None:
-    """Take new parameter values (e.g. after training); same structure, so no recompilation."""
+    """Take new parameter values (e.g. after training): no recompilation when the structure
+    is the same; a new structure (adapters merged into a higher rank) compiles anew."""
+    self.graphdef = nnx.graphdef(model)
     self.state = nnx.state(model)
     # Per-layer weight arrays (one more copy of the base weights): the unrolled decoding
     # loop reads them in place instead of slicing the stacked weights at every step.
     self.layers = model.unstacked_layers()
+
+  def refresh_personal(self, model) -> None:
+    """Take new personal parameter values only (the base is unchanged, so its per-layer copy
+    is kept): what swapping users' rows in and out of the table needs."""
+    self.state = nnx.state(model)
 
   def generate_ids(self, prompts: Sequence[Sequence[int]], *, group_ids=None, level_ids=None,
                    sampling: SamplingConfig = SamplingConfig(), seed: int = 0) -> list[list[int]]:

@@ -16,6 +16,12 @@ targets whenever there are personal parameters). `name@level` puts a method's pe
 another granularity than the run's: `ia3@global+ia3` is a shared module plus a per-user
 residual. A method whose objective trains on preference pairs (`pairwise=True`, e.g. DPO) gets
 preference batches (`batching.make_preference_batch`) and needs a preference task.
+
+Three optional slots serve fine-tuning and alignment methods: `base_at` (granularities at which
+the method fine-tunes the shared base weights instead of building its personal module: full
+fine-tuning), `reward(options) -> RewardModel` (a scalar reward that scores preference pairs
+and reranks sampled candidates, `predict.mode=best_of_n`) and `after_training(model, ctx) ->
+model` (rewrites the trained personal parameters before evaluation, e.g. merging adapters).
 """
 import dataclasses
 import functools
@@ -37,6 +43,25 @@ ObjectiveFn = Callable[..., tuple]
 
 
 @dataclasses.dataclass(frozen=True)
+class RewardModel:
+  """A method's scalar reward: `score(model, rows) -> [B]` for response rows (input_ids,
+  attention_mask, loss_mask, group_ids), and the best-of-n sampling it reranks: `n` candidates
+  per prompt at `temperature`."""
+  score: Callable
+  n: int = 4
+  temperature: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AfterTraining:
+  """What an `after_training` slot sees: its options, the name of its personal module in the
+  model's stack, and the run's group names (in group-id order)."""
+  options: Mapping[str, Any]
+  module: str
+  group_names: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
   info: MethodInfo
   prompt: PromptFn | None = None
@@ -44,6 +69,9 @@ class Method:
   objective: ObjectiveFn | None = None
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   pairwise: bool = False  # the objective takes preference batches (chosen/rejected pairs)
+  base_at: tuple[Granularity, ...] = ()  # where the shared base is trained instead (full FT)
+  reward: Callable[[Mapping[str, Any]], RewardModel] | None = None
+  after_training: Callable | None = None  # (model, AfterTraining) -> model
   # (examples, PromptContext) -> {key: [N, ...] array}: per-example inputs its module reads
   # (`PersonalModule.inputs`), computed once per example in the data stage
   example_inputs: Callable | None = None
@@ -58,7 +86,8 @@ def register(method: Method) -> Method:
   tech = method.info.technique
   if tech == Technique.PROMPTING and method.prompt is None:
     raise ValueError(f"prompting method {method.name!r} defines no prompt()")
-  if tech != Technique.PROMPTING and method.personal is None and method.objective is None:
+  if tech != Technique.PROMPTING and method.personal is None and method.objective is None \
+      and not method.base_at:
     raise ValueError(f"{tech.value} method {method.name!r} defines neither personal() nor "
                      "objective()")
   return METHODS.register(method.name, method, origin=calling_module())
@@ -77,10 +106,20 @@ class Recipe:
   pairwise: bool = False
   # prompting methods composed at another granularity (`rag@global`): {name: level}
   prompt_levels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  train_base: bool = False  # full fine-tuning: the base weights are trained too
+  reward: RewardModel | None = None
+  # (module name, slot, options) of each method that rewrites its module after training
+  after_training: tuple = ()
 
   @property
   def trains(self) -> bool:
-    return bool(self.modules) or self.objective is not None
+    return bool(self.modules) or self.objective is not None or self.train_base
+
+  def finish_training(self, model, group_names):
+    """The model after every `after_training` slot (in composition order)."""
+    for module, slot, opts in self.after_training:
+      model = slot(model, AfterTraining(opts, module, tuple(group_names)))
+    return model
 
   @property
   def levels(self) -> tuple[str, ...]:
@@ -128,6 +167,7 @@ def compose(spec: str, granularity: "str | Granularity",
   parsed = parse_spec(spec)
   methods, modules, prompt_levels = [], [], {}
   objective, objective_owner, pairwise = None, None, False
+  train_base, reward, after = False, None, []
   for name, level in parsed:
     m = get_method(name)
     at = parse_granularity(level) if level else granularity
@@ -141,9 +181,19 @@ def compose(spec: str, granularity: "str | Granularity",
       level = None
     if level is not None and m.prompt is not None:
       prompt_levels[m.name] = level  # its prompts read that granularity's pools
-    if m.personal is not None:
-      label = name if level is None else f"{name}@{level}"
-      modules.append(ModuleSpec(label.replace("@", "_at_"), level, m.personal(options(m.name))))
+    label = (name if level is None else f"{name}@{level}").replace("@", "_at_")
+    if at in m.base_at:  # full fine-tuning of the shared base at this granularity
+      if level is not None:
+        raise ConfigError(f"'{name}@{level}' trains the shared base; it cannot sit at a level")
+      train_base = True
+    elif m.personal is not None:
+      modules.append(ModuleSpec(label, level, m.personal(options(m.name))))
+      if m.after_training is not None:
+        after.append((label, m.after_training, dict(options(m.name))))
+    if m.reward is not None:
+      if reward is not None:
+        raise ConfigError(f"two reward models in {spec!r}; compose at most one")
+      reward = m.reward(options(m.name))
     if m.objective is not None and m not in methods:
       if objective is not None:
         raise ConfigError(f"methods {objective_owner!r} and {m.name!r} both define the training "
@@ -156,6 +206,7 @@ def compose(spec: str, granularity: "str | Granularity",
   names = [s.name for s in modules]
   if len(set(names)) != len(names):
     raise ConfigError(f"two personal modules of {spec!r} sit at the same level")
-  if modules and objective is None:
+  if (modules or train_base) and objective is None:
     objective = lm_objective
-  return Recipe(tuple(methods), tuple(modules), objective, pairwise, prompt_levels)
+  return Recipe(tuple(methods), tuple(modules), objective, pairwise, prompt_levels, train_base,
+                reward, tuple(after))

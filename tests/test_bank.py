@@ -139,3 +139,32 @@ def test_cohorts_are_distinct_users_and_slots_map_back():
     np.testing.assert_array_equal(sampler.cohort(step), cohort)  # a function of (seed, step)
     ids = np.repeat(cohort[::-1], 2)
     np.testing.assert_array_equal(cohort[to_slots(ids, cohort, 8)], ids)
+
+
+def test_serving_through_an_lru_cache_matches_all_rows_on_device(reference):
+  """Mixed-user batches through a 2-slot cache generate exactly what a model holding all
+  USERS rows generates with user ids as group ids."""
+  from flax import nnx
+  from perjax.bank.cache import BankGenerator
+  from perjax.generation import Generator, SamplingConfig
+  from perjax.models.llama import Llama
+  from perjax.models.personal import Personal
+  via_bank, _, trainer = reference
+  full = Llama(bank_tiny.CONFIG, personal=bank_tiny.builder(bank_tiny.USERS), rngs=nnx.Rngs(0))
+  treedef = jax.tree.structure(nnx.state(full, Personal))
+  nnx.update(full, jax.tree.unflatten(treedef, via_bank[:trainer.bank.layout.num_personal]))
+  small = Llama(bank_tiny.CONFIG, personal=bank_tiny.builder(2), rngs=nnx.Rngs(0))
+  served = BankGenerator(trainer.bank, small, stop_at_eos=False)
+  reference_gen = Generator(full, stop_at_eos=False)
+  sampling = SamplingConfig(max_new_tokens=4)
+  prompts = [[5, 9, 12], [7, 3], [30, 31, 32, 33]]
+  outputs = {}
+  for users in ([0, 1, 0], [2, 2, 1], [3, 0, 3], [1, 0, 0]):  # hits, misses and evictions
+    got = served.generate_ids(prompts, users=users, sampling=sampling)
+    want = reference_gen.generate_ids(prompts, group_ids=users, sampling=sampling)
+    assert got == want
+    outputs.update({(u, i): tuple(o) for i, (u, o) in enumerate(zip(users, got))})
+  assert served.cache.loaded == 6  # 0,1 | 2 (evicts 0) | 3, 0 | 1
+  assert outputs[(0, 0)] != outputs[(3, 0)] or outputs[(0, 2)] != outputs[(3, 2)]  # users differ
+  with pytest.raises(ConfigError, match="2 slots"):
+    served.generate_ids(prompts, users=[0, 1, 2], sampling=sampling)

@@ -13,6 +13,7 @@ from perjax.data.splits import Record, history_splits
 # Importing a builder module registers it in perjax.registry.DATASETS.
 from perjax.data import dsp, movielens, persona_chat, studemo, synthetic  # noqa: F401
 from perjax.data import lamp_dataset  # noqa: F401
+from perjax.data import prism  # noqa: F401
 
 __all__ = ["PersonalizedExample", "PreferenceExample", "Profile", "ProfileItem", "Task",
            "DatasetBuilder", "dataset", "load_dataset", "data_root", "lamp_spec", "load_lamp",

@@ -6,7 +6,8 @@ import random
 
 from perjax.data.catalog import dataset
 from perjax.data.files import data_root, read_json
-from perjax.data.schema import PreferenceExample, Task
+from perjax.data.preference_pairs import dimension_pairs
+from perjax.data.schema import Task
 from perjax.data.splits import SPLITS, cut, check_fractions
 from perjax.errors import ConfigError, DataError
 
@@ -44,18 +45,10 @@ def dsp_preferences(data_dir=None, split="query", seed=0, domains=DOMAINS, rejec
     row = data[q]
     if not isinstance(row, dict) or "query" not in row or not isinstance(row.get("responses"), dict):
       raise DataError(f"{path}: entry {q} must have 'query' and a 'responses' object")
-    responses = row["responses"]
-    for d in domains:
-      if d not in responses:
-        raise DataError(f"{path}: entry {q} has no {d!r} response")
-      others = ["normal"] if rejected == "normal" else sorted(k for k in responses if k != d)
-      for o in others:
-        if o not in responses:
-          raise DataError(f"{path}: entry {q} has no {o!r} response")
-        if responses[o].strip() == responses[d].strip():
-          continue  # identical responses carry no preference
-        ex = PreferenceExample(id=f"dsp-{q}-{d}-{o}", user_id=d, prompt=row["query"],
-                               chosen=responses[d], rejected=responses[o], persona_id=d)
-        splits[query_split[q] if split == "query" else domain_split[d]].append(ex)
+    # the domains are the preference dimensions (P-Soups style): one user / persona each
+    for ex in dimension_pairs(f"dsp-{q}", row["query"], row["responses"], domains,
+                              "neutral" if rejected == "normal" else "others", "normal",
+                              where=f"{path}: "):
+      splits[query_split[q] if split == "query" else domain_split[ex.user_id]].append(ex)
   return Task("dsp-preferences", "persona", splits, ("preference_accuracy",), None, split,
               f"DSP preference pairs for domains {', '.join(domains)}")

@@ -130,6 +130,11 @@ class Preference:
     reward = {k: policy[k] - (ref[k] if ref is not None else 0.0) for k in RESPONSES}
     metrics = {"preference_accuracy": preference_accuracy(reward["chosen"].tolist(),
                                                           reward["rejected"].tolist())}
+    personas = sorted({e.persona_id for e in examples if e.persona_id is not None})
+    for p in personas if len(personas) > 1 else ():  # e.g. DSP's domains, one column each
+      idx = [i for i, e in enumerate(examples) if e.persona_id == p]
+      metrics[f"preference_accuracy/{p}"] = preference_accuracy(
+          reward["chosen"][idx].tolist(), reward["rejected"][idx].tolist())
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "chosen_reward": float(c), "rejected_reward": float(r)}
                for e, g, q, c, r in zip(examples, group_ids, prompts, reward["chosen"],

@@ -200,7 +200,7 @@ def _run(config, workdir: Path, recipe) -> dict:
   generator = Generator(model, tokenizer)
   codec = Codec(generator, chat=config.prompt.chat,
                 max_prompt_tokens=config.eval.get("max_prompt_tokens"))
-  settings = EvalSettings.from_config(config)
+  settings = dataclasses.replace(EvalSettings.from_config(config), reward=recipe.reward)
   # Prompting methods draw from pools over every example of the run (training users' profiles
   # included).
   sources = {id(e): e for e in train_views + fit_views + eval_views}
@@ -232,8 +232,10 @@ def _run(config, workdir: Path, recipe) -> dict:
               file=sys.stderr)
       model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
                     stage_settings(config, stage), workdir / stage.folder,
-                    trainable=stage.trainable, level_ids=per_example(views, "train"))
+                    trainable=stage.trainable, level_ids=per_example(views, "train"),
+                    train_base=recipe.train_base)
     trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
+    model = recipe.finish_training(model, groups.names)  # e.g. adapters merged per user
     generator.refresh(model)
   metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,
                                    split, settings, state, eval_levels)

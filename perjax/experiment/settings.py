@@ -27,6 +27,9 @@ class EvalSettings:
   batch_size: int = 32
   max_new_tokens: int = 8
   seq_len: int = 128  # preference scoring rows, as in training
+  # a method's reward model (`perjax.method.RewardModel`): it scores preference pairs instead
+  # of the implicit reward, and reranks sampled candidates under mode "best_of_n"
+  reward: object = None
   seed: int = 0
 
   @classmethod

@@ -31,12 +31,14 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 
 def train(model, rows, group_ids, make_batch, objective, num_groups: int,
-          settings: TrainSettings, workdir, *, trainable=None, level_ids=None):
+          settings: TrainSettings, workdir, *, trainable=None, level_ids=None,
+          train_base: bool = False):
   """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
   example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
   `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
   the trained model. `trainable` names the personal modules to train (None: all);
-  `level_ids` {level: [N] ids} are the examples' groups at the levels other modules sit at."""
+  `level_ids` {level: [N] ids} are the examples' groups at the levels other modules sit at;
+  `train_base` trains the base weights too (full fine-tuning)."""
   if not len(rows):
     raise ConfigError("this method trains personal parameters, but it has no training examples")
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
@@ -50,7 +52,8 @@ def train(model, rows, group_ids, make_batch, objective, num_groups: int,
                             for level, ids in level_ids.items()}
     return batch
 
-  return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable)
+  return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable,
+             train_base=train_base)
 
 
 def _micro(a, accum: int):
@@ -64,11 +67,12 @@ def _all_finite(state) -> bool:
 
 
 def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, workdir, *,
-        trainable=None):
+        trainable=None, train_base: bool = False):
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
   tc = settings
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
-  graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable)
+  graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable,
+                                                           train_base=train_base)
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
   # Two kept: when the newest is damaged, restore falls back to the one before it.
   with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:
