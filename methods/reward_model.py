@@ -65,7 +65,10 @@ def bt_loss(chosen, rejected):
 def objective(model, batch, rng, num_groups, *, options):
   """Sum over groups of each group's mean pair loss (as DPO's), so groups train independently."""
   del rng, num_groups, options
-  losses, margin = bt_loss(rewards(model, batch["chosen"]), rewards(model, batch["rejected"]))
+  # a pair's ids at other levels serve both responses (as in DPO)
+  rows = {k: {**batch[k], **({"level_ids": batch["level_ids"]} if "level_ids" in batch else {})}
+          for k in ("chosen", "rejected")}
+  losses, margin = bt_loss(rewards(model, rows["chosen"]), rewards(model, rows["rejected"]))
   real = batch["real"].astype(jnp.float32)
   loss = jnp.sum(real * losses / jnp.maximum(batch["group_pairs"], 1e-9))
   n = jnp.maximum(jnp.sum(real), 1.0)
