@@ -161,7 +161,7 @@ def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_gro
       base = optax.apply_updates(base, updates)
     new_state = state.replace(step=state.step + 1, personal=personal, base=base,
                               opt_personal=opt_personal, opt_base=opt_base)
-    metrics = {**metrics, "objective": jnp.mean(losses), "grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "objective": jnp.mean(losses), "grad_norm": optax.tree.norm(grads)}
     return new_state, metrics
 
   jit_kwargs = {}
