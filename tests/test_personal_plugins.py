@@ -35,26 +35,44 @@ def _batch(group):
   return batching.make_batch(rows, 7, pad_id=0)
 
 
-def _logits(model, group):
-  return np.asarray(model(IDS, group_ids=[group] * len(IDS)))
+def _logits(model, group, inputs=None):
+  return np.asarray(model(IDS, group_ids=[group] * len(IDS), level_ids=inputs or None))
+
+
+def _inputs(model) -> dict:
+  """Random per-example inputs of the modules that read some (`PersonalModule.inputs`)."""
+  rng = np.random.default_rng(0)
+  return {k: rng.normal(size=(len(IDS),) + shape).astype(np.float32)
+          for _, m in model.personal.modules() for k, shape in m.inputs.items()}
 
 
 @pytest.mark.parametrize("name", PARAMETER_METHODS)
 def test_parameter_method_changes_outputs_of_its_trained_group_only(name):
   """Conformance: the method's module reaches the output through its hooks, gets gradients,
-  and training group 0 leaves group 1's outputs untouched."""
+  and training group 0 leaves group 1's outputs untouched (its own rows, where the module has
+  tables shared by every group)."""
   method = METHODS.get(name)
   recipe = compose(name, method.info.granularities[0], lambda n: METHODS.get(n).defaults)
   model = _model(recipe.modules)
-  before = {g: _logits(model, g) for g in (0, 1)}
+  inputs = _inputs(model)
+  before = {g: _logits(model, g, inputs) for g in (0, 1)}
   graphdef, state, ptx, btx = steplib.init_train_state(model, optax.adam(5e-2))
   step = steplib.make_train_step(graphdef, ptx, btx, objectives.lm_loss, 2, donate=False)
+  batch = _batch(0)
+  if inputs:
+    batch["level_ids"] = {k: v[None] for k, v in inputs.items()}
   for i in range(3):
-    state, metrics = step(state, _batch(0), jax.random.key(i))
+    state, metrics = step(state, batch, jax.random.key(i))
     assert np.isfinite(float(metrics["loss"]))
   trained = steplib.merge_model(graphdef, state)
-  assert not np.allclose(_logits(trained, 0), before[0], atol=1e-6)
-  np.testing.assert_array_equal(_logits(trained, 1), before[1])
+  assert not np.allclose(_logits(trained, 0, inputs), before[0], atol=1e-6)
+  shared = model.personal.shared_tables()
+  if not shared:
+    np.testing.assert_array_equal(_logits(trained, 1, inputs), before[1])
+  own = lambda m: {f"{n}/{k}": np.asarray(t)[1] for n, mod in m.personal.modules()
+                   for k, t in mod.tables().items() if k not in shared.get(n, ())}
+  for k, row in own(model).items():
+    np.testing.assert_array_equal(own(trained)[k], row, err_msg=k)
 
 
 def _ia3_model(seed=3):
