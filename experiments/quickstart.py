@@ -30,6 +30,9 @@ def get_config(arg=None):
   # Dense retrieval: the question lists every option, and BM25 weighs those words like the
   # topic, so it retrieves the same-topic picks less often than MiniLM does.
   c.methods.rag.update(retriever="dense", k=4)
+  # Contextual prompting gets as much history as rag's k=4 (about 16 tokens an item): recency
+  # against retrieval.
+  c.methods.contextual.budget_tokens = 80
   c.methods.soft_prompt.length = 8
   c.methods.lora.rank = 4
   c.train.update(steps=200, batch_size=8, seq_len=96, lr=3e-3, checkpoint_every=50)
@@ -41,6 +44,9 @@ def get_config(arg=None):
     c.data.max_test = 24
     # Few steps need a larger learning rate to move the zero-initialised adapters.
     c.train.update(steps=16, batch_size=4, seq_len=80, lr=1e-2, checkpoint_every=8)
+    # the model writes summaries and rewrites: shorter ones, and fewer dev examples to choose on
+    c.methods.pag.summary_tokens = 48
+    c.methods.rewrite.update(dev_examples=4, summary_tokens=48, rewrite_tokens=32)
   return c
 
 
