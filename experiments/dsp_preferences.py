@@ -51,6 +51,7 @@ def sweep(add):
   add(method="zero_shot", granularity="global")
   add(method="dpo", granularity="global")  # one adapter for conflicting preferences
   add(method="dpo", granularity="user")  # P-DPO: one adapter per domain
+  add(method="pdpo", granularity="user")  # P-DPO with P-RLHF's user model: a user embedding
   add(method="psoups", granularity="user")
   add(method="reward_model", granularity="global")
   add(method="reward_model", granularity="user")
