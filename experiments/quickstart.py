@@ -52,6 +52,10 @@ def get_config(arg=None):
 
 def sweep(add):
   taxonomy_grid(add, methods=("rag", "soft_prompt", "lora"))  # zero_shot, then each method x granularity
+  # the other embedding cells: a shared history encoder, P-RLHF's user model (clusters at persona)
+  taxonomy_grid(add, methods=("user_encoder",), baseline=None)
+  add(method="user_model", granularity="user")
+  add(method="user_model", granularity="persona", **{"methods.user_model.kind": "cluster"})
   load_plugins()
   for name, method in METHODS.items():  # every other prompting method, at each granularity it has
     if method.info.technique == Technique.PROMPTING and name not in ("zero_shot", "rag"):
