@@ -8,11 +8,10 @@ the dev split (the training split where the evaluated split is dev, or there is 
 answers them, and the instruction with the best primary metric is used (the first on ties). The
 choice and every candidate's dev score go into DIR/prompting.json (`rewrite_instruction` is also
 in metrics.json). With `keep_input` the original input follows the rewrite, so a rewrite that
-drops part of the request loses nothing. Rewrites, summaries and the choice are cached on disk
-(`cache_dir`), keyed by the model and everything the model was shown.
+drops part of the request loses nothing. Rewrites and summaries are cached on disk
+(`cache_dir`), keyed by the model and everything the model was shown; a rerun only answers the
+dev examples again to choose.
 """
-import json
-
 import numpy as np
 
 from perjax.errors import ConfigError
@@ -76,19 +75,14 @@ def choose(ctx, instructions) -> tuple[int, list[float]]:
   if ctx.score is None or not ctx.dev:
     raise ConfigError("rewrite chooses its instruction on dev examples with text targets; "
                       "this run has none (a preference task?); give one instruction")
-  o = ctx.options
-  pick = np.random.default_rng(ctx.seed).permutation(len(ctx.dev))[:int(o["dev_examples"])]
-  dev = [ctx.dev[i] for i in sorted(pick)]
-  key = key_of("rewrite-choice", ctx.model, json.dumps(dict(o), sort_keys=True, default=str),
-               ctx.system, *[(e.id, e.input, ctx.pool_header(e), len(ctx.pool(e))) for e in dev])
-  cache = TextCache(o["cache_dir"])
-  if (hit := cache.get(key)) is not None:
-    scores = json.loads(hit)
+  if ctx.notes and len(ctx.notes.get("rewrite_dev_scores", ())) == len(instructions):
+    scores = ctx.notes["rewrite_dev_scores"]  # chosen already in this run (another stage)
   else:
+    pick = np.random.default_rng(ctx.seed).permutation(len(ctx.dev))
+    dev = [ctx.dev[i] for i in sorted(pick[:int(ctx.options["dev_examples"])])]
     scores = [ctx.score(dev, [Prompt(t, ctx.system)
                               for t in rewrite(dev, [e.input for e in dev], ctx, instruction)])
               for instruction in instructions]
-    cache.put(key, json.dumps(scores))
   return int(np.argmax(scores)), scores
 
 
