@@ -18,19 +18,23 @@ from perjax.training.step import init_train_state, make_train_step
 
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
                 devices: int = 1, dtype: str = "float32", random_weights: bool = False,
-                seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = False) -> dict:
+                seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = False,
+                remat: bool = False, loss_chunk: int = 0) -> dict:
   personal = lora_builder(users, rank)
   # The frozen base is stored in the compute dtype; the LoRA weights and AdamW moments are
   # float32 whatever the dtype (mixed precision).
   model, _ = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype, progress=False,
                   random_weights=random_weights, seed=seed, unroll_layers=unroll_layers)
+  model.remat_layers, model.loss_chunk = remat, loss_chunk
   graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
   vocab = min(40000, model.config.vocab_size)
   group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
   make_batch = lambda ids: {"input_ids": ids, "loss_mask": np.ones_like(ids),
                             "attention_mask": np.ones_like(ids), "group_ids": group_ids}
-  step_kwargs, place = {}, lambda tree: tree
-  if devices > 1:
+  step_kwargs, place, place_key = {}, lambda tree: tree, lambda key: key
+  if jax.process_count() > 1:  # several processes (`--processes`): data parallel over them
+    step_kwargs, place, place_key, state = _across_processes(state, make_batch, users, batch, seq)
+  elif devices > 1:
     step_kwargs, place, state = _sharded(state, make_batch, users, batch, seq, devices)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, users, **step_kwargs)
 
@@ -40,7 +44,7 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
     ids = rng.integers(100 if vocab > 100 else 0, vocab, (1, users * batch, seq)).astype(np.int32)
     batch_arrays = place(make_batch(ids))
     start = time.perf_counter()
-    state, metrics = step(state, batch_arrays, jax.random.key(s))
+    state, metrics = step(state, batch_arrays, place_key(jax.random.key(s)))
     loss = float(metrics["loss"])  # blocks until the step is done
     times.append(time.perf_counter() - start)
   steady = np.median(times[1:]) if steps > 1 else times[0]
@@ -49,7 +53,8 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   flops_per_token = training_flops_per_token(model.config, seq)
   result = {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
             "seq": seq, "rank": rank, "devices": devices, "dtype": dtype,
-            "unroll_layers": unroll_layers,
+            "unroll_layers": unroll_layers, "remat": remat, "loss_chunk": loss_chunk,
+            "processes": jax.process_count(), "process": jax.process_index(),
             "random_weights": random_weights, "tokens_per_s": tokens_per_s,
             "compile_s": max(times[0] - steady, 0.0), "loss": loss,
             "backend": jax.default_backend(),
@@ -76,6 +81,19 @@ def _sharded(state, make_batch, users, batch, seq, devices):
   state = sharding.place(state, in_sh[0])
   place = lambda tree: sharding.place(tree, in_sh[1])
   return dict(in_shardings=in_sh, out_shardings=out_sh), place, state
+
+
+def _across_processes(state, make_batch, users, batch, seq):
+  """Data parallel over every process's devices: the state replicated, each process building
+  only its slice of each batch's rows (`distributed.from_process_slices`)."""
+  from perjax import distributed, sharding
+  mesh = sharding.make_mesh(groups=1)  # data = all devices of all processes
+  example = make_batch(np.zeros((1, users * batch, seq), np.int32))
+  in_sh, out_sh = sharding.step_shardings(state, example, mesh)
+  state = distributed.replicate(state, in_sh[0])
+  place = lambda tree: distributed.from_process_slices(tree, in_sh[1])
+  place_key = lambda key: distributed.replicate(key, in_sh[2])
+  return dict(in_shardings=in_sh, out_shardings=out_sh), place, place_key, state
 
 
 def training_flops_per_token(c, seq: int) -> float:

@@ -1,5 +1,6 @@
 """`perjax bench generate|train|retrieval`: one JSON line of figures each (see docs/benchmarks.md)."""
 import json
+import sys
 
 
 def register(subparsers):
@@ -17,6 +18,9 @@ def register(subparsers):
                  help="compute and weight dtype (default bfloat16: SmolLM2's published dtype)")
   g.add_argument("--random-weights", action="store_true",
                  help="the model's architecture with random weights (no download)")
+  g.add_argument("--users-total", type=int, default=0,
+                 help="serve users of an adapter bank of this many users (needs --bank-dir)")
+  g.add_argument("--bank-dir", default=None, help="the adapter bank's folder (created if absent)")
   g.add_argument("--json", action="store_true", help="print only the JSON line")
   g.set_defaults(func=_run_generate)
 
@@ -39,6 +43,17 @@ def register(subparsers):
                       "instead of one lax.scan")
   t.add_argument("--random-weights", action="store_true",
                  help="the model's architecture with random weights (no download)")
+  t.add_argument("--remat", action="store_true",
+                 help="recompute each layer's activations in the backward pass")
+  t.add_argument("--loss-chunk", type=int, default=0,
+                 help="LM loss from the hidden states in chunks of this many rows (0: whole)")
+  t.add_argument("--users-total", type=int, default=0,
+                 help="train users of an adapter bank of this many users (needs --bank-dir)")
+  t.add_argument("--users-per-step", type=int, default=0,
+                 help="with --users-total: distinct users (device slots) per step")
+  t.add_argument("--bank-dir", default=None, help="the adapter bank's folder (created if absent)")
+  t.add_argument("--processes", type=int, default=1,
+                 help="local JAX processes joined by jax.distributed (CPU: gloo collectives)")
   t.add_argument("--json", action="store_true")
   t.set_defaults(func=_run_train)
 
@@ -64,10 +79,27 @@ def _check_positive(**values):
       raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def _check_bank(args) -> bool:
+  """Whether the bench runs against an adapter bank (both flags, or neither)."""
+  from perjax.errors import ConfigError
+  if bool(args.users_total) != bool(args.bank_dir):
+    raise ConfigError("--users-total and --bank-dir go together (the bank's size and folder)")
+  return bool(args.bank_dir)
+
+
 def _run_generate(args):
   from perjax.bench.generate import bench_generate
   _check_positive(batch=args.batch, prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                   rank=args.rank)
+  if _check_bank(args):
+    from perjax.bench.bank import bench_generate_bank
+    _check_positive(users_total=args.users_total, adapters=args.adapters)
+    _print(bench_generate_bank(args.model, users_total=args.users_total, bank_dir=args.bank_dir,
+                               adapters=args.adapters, batch=args.batch,
+                               prompt_len=args.prompt_len, new_tokens=args.new_tokens,
+                               rank=args.rank, dtype=args.dtype,
+                               random_weights=args.random_weights), args.json)
+    return
   _print(bench_generate(args.model, batch=args.batch, prompt_len=args.prompt_len,
                         new_tokens=args.new_tokens, adapters=args.adapters, rank=args.rank,
                         dtype=args.dtype, random_weights=args.random_weights), args.json)
@@ -76,12 +108,34 @@ def _run_generate(args):
 def _run_train(args):
   from perjax.bench.train import bench_train
   _check_positive(users=args.users, steps=args.steps, batch=args.batch, seq=args.seq,
-                  rank=args.rank, devices=args.devices)
-  _print(bench_train(args.model, users=args.users, steps=args.steps, batch=args.batch,
-                     seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype,
-                     random_weights=args.random_weights, peak_tflops=args.peak_tflops,
-                     unroll_layers=args.unroll_layers),
-         args.json)
+                  rank=args.rank, devices=args.devices, processes=args.processes)
+  if args.loss_chunk < 0:
+    from perjax.errors import ConfigError
+    raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {args.loss_chunk}")
+  if args.processes > 1:
+    from perjax import distributed
+    if not distributed.in_cluster():  # the launcher: run this command as P processes
+      print(distributed.launch_local(sys.argv[1:], args.processes), end="")
+      return
+    distributed.initialize_from_env()
+  if _check_bank(args):
+    from perjax.bench.bank import bench_train_bank
+    _check_positive(users_total=args.users_total, users_per_step=args.users_per_step)
+    _print(bench_train_bank(args.model, users_total=args.users_total,
+                            users_per_step=args.users_per_step, bank_dir=args.bank_dir,
+                            steps=args.steps, batch=args.batch, seq=args.seq, rank=args.rank,
+                            dtype=args.dtype, random_weights=args.random_weights,
+                            unroll_layers=args.unroll_layers, remat=args.remat,
+                            loss_chunk=args.loss_chunk), args.json)
+    return
+  result = bench_train(args.model, users=args.users, steps=args.steps, batch=args.batch,
+                       seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype,
+                       random_weights=args.random_weights, peak_tflops=args.peak_tflops,
+                       unroll_layers=args.unroll_layers, remat=args.remat,
+                       loss_chunk=args.loss_chunk)
+  if args.processes > 1 and result["process"] != 0:
+    return  # one JSON line per run: process 0's
+  _print(result, args.json)
 
 
 def _run_retrieval(args):
