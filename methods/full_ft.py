@@ -76,6 +76,6 @@ def personal(options):
 
 
 FULL_FT = register(Method(
-    MethodInfo("full_ft", Technique.FINETUNING, (Granularity.GLOBAL, Granularity.PERSONA),
+    MethodInfo("full_ft", Technique.FINETUNING, (Granularity.PERSONA, Granularity.GLOBAL),
                "4.4", "full fine-tuning (global: the base; persona: one full copy per persona)"),
     personal=personal, base_at=(Granularity.GLOBAL,)))
