@@ -18,6 +18,7 @@ writes each chunk to a temporary file and renames it, so no user's row is ever t
 import json
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,7 +84,6 @@ class AdapterBank:
   # -- rows in and out ------------------------------------------------------------------------
   def read(self, users, *, personal_only: bool = False) -> list[np.ndarray]:
     """The users' rows as leaves `[k, ...]` (`personal_only`: the personal tables alone)."""
-    import time
     start = time.perf_counter()
     users = self._check(users)
     self._wait_for(users)
@@ -113,10 +113,9 @@ class AdapterBank:
     return future
 
   def _write(self, users, leaves) -> None:
-    import time
-    start = time.perf_counter()
     k = len(users)
-    host = [np.asarray(x[:k]) for x in jax.device_get(leaves)]
+    host = [np.asarray(x[:k]) for x in jax.device_get(leaves)]  # waits for the step to finish
+    start = time.perf_counter()  # the write itself, not the wait for the step
     order = np.argsort(users)  # TensorStore wants the index array's writes in any order; sorted
     self.scratch[users[order]].write(self.layout.pack(host)[order]).result()
     self.write_s += time.perf_counter() - start

@@ -114,6 +114,10 @@ def _run_train(args):
     raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {args.loss_chunk}")
   if args.processes > 1:
     from perjax import distributed
+    from perjax.errors import ConfigError
+    if args.bank_dir:
+      raise ConfigError("--processes and --bank-dir do not go together: the bank bench runs "
+                        "in one process")
     if not distributed.in_cluster():  # the launcher: run this command as P processes
       print(distributed.launch_local(sys.argv[1:], args.processes), end="")
       return

@@ -33,6 +33,10 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   c.model = "smollm2-135m-instruct"  # a zoo name, a .gguf / HF folder path, or tiny-llama
   c.dtype = "float32"
   c.unroll_layers = False  # True: faster training steps on CPU, longer compilation
+  # training memory: recompute layer activations in the backward pass; LM loss from the hidden
+  # states in chunks of this many rows (0: the whole [B*T, V] logits at once)
+  c.remat_layers = False
+  c.loss_chunk = 0
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
   c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+ia3)
   c.granularity = "user"

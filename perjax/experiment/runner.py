@@ -72,11 +72,16 @@ def _say_loading(kind: str, name: str) -> None:
 def load_model(config, personal):
   from perjax.models import decoder_loading
   if config.model.startswith(decoder_loading.TINY_PREFIX):
-    return decoder_loading.load_decoder(config.model, personal=personal, dtype=config.dtype,
-                                        seed=config.seed, unroll_layers=config.unroll_layers)
-  llama_config, weights, tokenizer = _read_checkpoint(config.model)
-  return decoder_loading.build(llama_config, weights, personal=personal, dtype=config.dtype,
-                               seed=config.seed, unroll_layers=config.unroll_layers), tokenizer
+    model, tokenizer = decoder_loading.load_decoder(config.model, personal=personal,
+                                                    dtype=config.dtype, seed=config.seed,
+                                                    unroll_layers=config.unroll_layers)
+  else:
+    llama_config, weights, tokenizer = _read_checkpoint(config.model)
+    model = decoder_loading.build(llama_config, weights, personal=personal, dtype=config.dtype,
+                                  seed=config.seed, unroll_layers=config.unroll_layers)
+  model.remat_layers = bool(config.get("remat_layers", False))
+  model.loss_chunk = int(config.get("loss_chunk", 0))
+  return model, tokenizer
 
 
 def personal_builder(recipe, groups, level_groups):

@@ -73,6 +73,8 @@ def check_settings(config, *, trains: bool) -> None:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
         or lr <= 0:
       raise ConfigError(f"train.lr must be a finite positive number, got {lr!r}")
+  if "loss_chunk" in config:
+    _positive_int(config, "loss_chunk", minimum=0)
   _positive_int(config, "eval.batch_size")
   _positive_int(config, "eval.max_new_tokens")
   if "max_prompt_tokens" in config.eval:
