@@ -93,3 +93,12 @@ def test_init_adapter_starts_every_row_from_the_adapter(run, tmp_path):
     got = load_file(str(tmp_path / other / "adapter_model.safetensors"))
     for key, value in start.items():
       np.testing.assert_allclose(got[key], value, atol=1e-8, err_msg=key)
+
+
+def test_base_export_is_the_unpersonalized_model(run, tmp_path):
+  assert main(["export", str(run), "--format", "base", "--out", str(tmp_path / "b")]) == 0
+  config = hf_loader.read_config(tmp_path / "b")
+  base = build(config, hf_loader.read_weights(tmp_path / "b", config))
+  model, _ = personalized_model(open_run(run))
+  ids = np.random.default_rng(2).integers(3, config.vocab_size, size=(1, 7))
+  np.testing.assert_array_equal(np.asarray(base(ids)), np.asarray(model(ids, base_only=True)))

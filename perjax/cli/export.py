@@ -1,5 +1,5 @@
 """`perjax export RUN_DIR (--user U | --persona ROW | --global) --format peft|merged|perjax
---out DIR` and `perjax import-adapter PEFT_DIR --out GROUP_DIR`."""
+--out DIR`, `perjax export RUN_DIR --format base --out DIR` and `perjax import-adapter PEFT_DIR --out GROUP_DIR`."""
 
 
 def register(subparsers):
@@ -13,10 +13,11 @@ def register(subparsers):
                    help="a persona row (the group column of a persona run's predictions.jsonl)")
   who.add_argument("--global", dest="global_", action="store_true",
                    help="the shared rows (a global run's, or name@global modules)")
-  e.add_argument("--format", default="peft", choices=("peft", "merged", "perjax"),
+  e.add_argument("--format", default="peft", choices=("peft", "merged", "perjax", "base"),
                  help="peft: adapter_config.json + adapter_model.safetensors; merged: a "
                       "transformers model folder with the adapter merged in; perjax: a group "
-                      "folder for load_groups / init.adapter")
+                      "folder for load_groups / init.adapter; base: the run's base model as a "
+                      "transformers folder (to serve peft adapters on)")
   e.add_argument("--out", required=True, help="output folder")
   e.set_defaults(func=export)
   i = subparsers.add_parser(
@@ -31,7 +32,8 @@ def register(subparsers):
 
 def export(args):
   from perjax.export import adapters
-  if args.source and args.user is None and args.persona is None and not args.global_:
+  if args.format != "base" and args.user is None and args.persona is None \
+      and not args.global_:
     from pathlib import Path
     if not (Path(args.source) / "personal.json").exists():
       from perjax.errors import ConfigError

@@ -17,7 +17,7 @@ from perjax.errors import ConfigError
 from perjax.export import peft_format
 from perjax.export.finished_run import open_run, row_tables, select
 
-FORMATS = ("peft", "merged", "perjax")
+FORMATS = ("peft", "merged", "perjax", "base")
 IMPORTED_MODULE = "lora"  # the module name a `method=lora` run gives its adapter
 
 
@@ -68,10 +68,16 @@ def _kind_of_class(cls) -> str:
 def export(source, out, *, fmt: str, user: str | None = None, persona: int | None = None,
            global_: bool = False) -> Path:
   """Writes the selected granularity's parameters of run folder (or group folder) `source`
-  into `out` in format `fmt`; returns `out`."""
+  into `out` in format `fmt` ("base": the run's base model, nothing personal); returns `out`."""
   if fmt not in FORMATS:
     raise ConfigError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
   source = Path(source)
+  if fmt == "base":  # the run's base model as a transformers folder (what LoRAs are served on)
+    from perjax.export import merged
+    from perjax.export.finished_run import model_geometry, read_config
+    config = read_config(source)
+    weights, tokenizer = base_weights(config)
+    return merged.write_hf_folder(out, model_geometry(config.model), weights, tokenizer)
   if (source / CONFIG_FILE).exists() and (source / ADAPTER_FILE).exists():  # a group folder
     if fmt != "peft":
       raise ConfigError(f"{source} is a group folder: it exports to --format peft only")

@@ -54,7 +54,9 @@ def model_geometry(name: str) -> LlamaConfig:
   return hf_loader.read_config(path)
 
 
-def _read_config(workdir: Path) -> ml_collections.ConfigDict:
+def read_config(workdir) -> ml_collections.ConfigDict:
+  """The config of a finished run in `workdir`."""
+  workdir = Path(workdir)
   path = workdir / "config.json"
   if not (workdir / "metrics.json").exists() or not path.exists():
     raise PerjaxError(f"{workdir} is not a finished run (needs config.json and metrics.json)")
@@ -84,7 +86,7 @@ def open_run(workdir) -> FinishedRun:
   from perjax.experiment.options import check_run
   from perjax.models.llama import dims
   workdir = Path(workdir)
-  config = _read_config(workdir)
+  config = read_config(workdir)
   recipe = check_run(config)
   if not recipe.modules:
     raise ConfigError(f"{workdir}: method {config.method!r} has no personal parameters to export")
