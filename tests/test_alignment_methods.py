@@ -302,3 +302,26 @@ def test_full_ft_memory_warning():
   line = memory_warning(4, 1_000_000, 16 * 2**20)
   assert "full_ft" in line and "\n" not in line and "4 full copies" in line
   assert memory_warning(4, 10**9, None) is None
+
+
+def test_psoups_run_merges_after_training_and_one_hot_users_score_as_dpo(tmp_path):
+  """psoups and dpo@user train the same per-domain adapters; after the merge a user on their
+  own dimension (one-hot) scores every pair as dpo does, a mixed user differently."""
+  import json
+  from experiment_tiny import PREF_SPEC, TINY_PREF, require_dsp_data
+  from perjax import experiment
+  require_dsp_data()
+  base = {**TINY_PREF, "methods.psoups.rank": 3, "data.max_test": 12}
+  mixed = "{'academy': {'academy': 0.5, 'literature': 0.5}}"
+  runs = {}
+  for name, extra in (("dpo", {}), ("psoups", {"methods.psoups.weights": mixed})):
+    config = experiment.load_config(PREF_SPEC, {**base, "method": name, **extra})
+    metrics = experiment.train_and_evaluate(config, tmp_path / name)
+    assert any(k.startswith("preference_accuracy/") for k in metrics)
+    runs[name] = [json.loads(l) for l in (tmp_path / name / "predictions.jsonl").read_text()
+                  .splitlines()]
+  for d, p in zip(runs["dpo"], runs["psoups"]):
+    assert d["id"] == p["id"]
+    close = np.isclose([d["chosen_reward"], d["rejected_reward"]],
+                       [p["chosen_reward"], p["rejected_reward"]], rtol=0, atol=1e-4).all()
+    assert close == (d["user_id"] != "academy"), d
