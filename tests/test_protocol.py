@@ -29,6 +29,8 @@ def test_every_evaluated_user_trains_on_own_history(method, shared_data, tmp_pat
   metrics = experiment.train_and_evaluate(config, tmp_path)
   rows = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
   assert rows and all(r["group_train_examples"] >= 1 for r in rows)
+  # lamp.py's predict.mode=auto: LaMP-2 has a label set, so each answer is its likeliest label
+  assert all(max(r["label_probs"], key=r["label_probs"].get) == r["prediction"] for r in rows)
   assert (tmp_path / "task_stage").exists() == ("@global" in method)
   # the LaMP-format answers score as the run did, against the official golds file
   lamp = json.loads((tmp_path / "predictions.lamp.json").read_text())

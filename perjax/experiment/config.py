@@ -51,7 +51,8 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0))
   # generate: greedy text mapped onto the labels; label_likelihood: the most likely label;
-  # label_median: the median of the label distribution (numeric labels; least expected MAE)
+  # label_median: the median of the label distribution (numeric labels; least expected MAE);
+  # auto: label_likelihood for a task with a label set, else generate
   c.predict = ConfigDict(dict(mode="generate"))
   # tensorboard: event files in WORKDIR/tensorboard; wandb: a W&B project name (optional extra)
   c.log = ConfigDict(dict(tensorboard=True, wandb=""))

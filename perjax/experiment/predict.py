@@ -13,7 +13,10 @@ from perjax.experiment.settings import EvalSettings
 from perjax.generation import SamplingConfig
 from perjax.scoring import continuation_logprobs
 
-MODES = ("generate", "label_likelihood", "label_median")
+MODES = ("generate", "label_likelihood", "label_median", "auto")
+# auto: a task with a label set (classification, rating) is answered by its most likely label,
+# which dev favoured over greedy text on both LaMP-style label tasks measured (docs/results.md);
+# a generation task by greedy text.
 
 
 # Phrases after which a model states its answer: a noun with a connector ("Rating: 4", "the
@@ -160,6 +163,8 @@ def predict_with_scores(generator, codec, prompts, group_ids, labels, settings: 
   mode = settings.mode
   if mode not in MODES:
     raise ConfigError(f"predict.mode {mode!r} is not one of {MODES}")
+  if mode == "auto":
+    mode = "label_likelihood" if labels else "generate"
   if mode in ("label_likelihood", "label_median"):
     if not labels:
       raise ConfigError(f"predict.mode={mode} needs a task with a label set")
