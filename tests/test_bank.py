@@ -168,3 +168,21 @@ def test_serving_through_an_lru_cache_matches_all_rows_on_device(reference):
   assert outputs[(0, 0)] != outputs[(3, 0)] or outputs[(0, 2)] != outputs[(3, 2)]  # users differ
   with pytest.raises(ConfigError, match="2 slots"):
     served.generate_ids(prompts, users=[0, 1, 2], sampling=sampling)
+
+
+@pytest.mark.slow
+def test_bench_creates_then_reuses_a_sparse_bank(tmp_path):
+  from perjax.bench.bank import bench_generate_bank, bench_train_bank
+  kw = dict(users_total=100_000, users_per_step=2, bank_dir=tmp_path, steps=2, batch=1, seq=8,
+            rank=2)
+  first = bench_train_bank("tiny-llama", **kw)
+  assert first["bank_step"] == 2 and np.isfinite(first["loss"]) and first["tokens_per_s"] > 0
+  assert first["bank_bytes"] < 4 * 2 * first["row_bytes"] + 50_000  # trained rows + metadata
+  assert first["bank_logical_bytes"] == 100_000 * first["row_bytes"]
+  again = bench_train_bank("tiny-llama", **kw)
+  assert again["bank_step"] == 4  # continued the same bank
+  served = bench_generate_bank("tiny-llama", users_total=100_000, bank_dir=tmp_path, adapters=2,
+                               batch=3, prompt_len=5, new_tokens=2, rank=2, repeats=1)
+  assert served["rows_loaded"] == 4 and served["tokens_per_s"] > 0
+  with pytest.raises(ConfigError, match="other"):
+    bench_train_bank("tiny-llama", **{**kw, "rank": 3})
