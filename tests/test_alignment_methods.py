@@ -325,3 +325,22 @@ def test_psoups_run_merges_after_training_and_one_hot_users_score_as_dpo(tmp_pat
     close = np.isclose([d["chosen_reward"], d["rejected_reward"]],
                        [p["chosen_reward"], p["rejected_reward"]], rtol=0, atol=1e-4).all()
     assert close == (d["user_id"] != "academy"), d
+
+
+def test_full_ft_resumes_its_trained_base_from_a_checkpoint(tmp_path):
+  """An interrupted full fine-tuning run (base weights and their optimizer state in the
+  checkpoint) continues exactly as an uninterrupted one."""
+  from perjax.experiment.settings import TrainSettings
+  from perjax.experiment.train import train
+  rows = [(ids.tolist(), [0, 0, 0] + [1] * 4) for ids in np.concatenate([IDS, IDS[:, ::-1]])]
+  recipe = compose("full_ft", "global", options)
+  settings = lambda steps: TrainSettings(steps=steps, batch_size=2, seq_len=7, lr=1e-2,
+                                         checkpoint_every=2)
+  run = lambda steps, workdir: train(Llama(CONFIG, rngs=nnx.Rngs(0)), rows, [0] * 4,
+                                     batching.make_batch, recipe.objective, 1, settings(steps),
+                                     workdir, train_base=True)
+  whole = run(4, tmp_path / "whole")
+  run(2, tmp_path / "split")
+  resumed = run(4, tmp_path / "split")
+  np.testing.assert_array_equal(_logits(resumed, 0), _logits(whole, 0))
+  assert not np.allclose(_logits(whole, 0), np.asarray(Llama(CONFIG, rngs=nnx.Rngs(0))(IDS)))
