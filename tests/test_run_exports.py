@@ -102,3 +102,42 @@ def test_base_export_is_the_unpersonalized_model(run, tmp_path):
   model, _ = personalized_model(open_run(run))
   ids = np.random.default_rng(2).integers(3, config.vocab_size, size=(1, 7))
   np.testing.assert_array_equal(np.asarray(base(ids)), np.asarray(model(ids, base_only=True)))
+
+
+@pytest.fixture(scope="module")
+def composed_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("composed") / "run"
+  assert main(["run", SPEC + ",method=lora@global+lora,granularity=user", "--workdir",
+               str(workdir), *cli_overrides()]) == 0
+  return workdir
+
+
+def test_composed_loras_export_as_one_adapter(composed_run, tmp_path):
+  """lora@global+lora: --user gives the shared and the user's LoRA as one of summed rank (the
+  merged folder computes the personalized logits), --global the shared LoRA alone."""
+  from perjax.export import peft_format
+  user, group = sorted(users(composed_run).items())[0]
+  for fmt in ("peft", "merged"):
+    assert main(["export", str(composed_run), "--user", user, "--format", fmt,
+                 "--out", str(tmp_path / fmt)]) == 0
+  assert main(["export", str(composed_run), "--global", "--out", str(tmp_path / "shared")]) == 0
+  run = open_run(composed_run)
+  modules = dict(run.stack.modules())
+  assert sorted(modules) == ["lora", "lora_at_global"]
+  both = peft_format.read_peft(tmp_path / "peft")
+  shared = peft_format.read_peft(tmp_path / "shared")
+  assert (both.rank, shared.rank) == (6, 3)
+  product = lambda l, t: np.einsum("lir,lro->lio", l.tables[f"{t}_a"], l.tables[f"{t}_b"]) * l.scale
+  own = lambda m, row, t: np.einsum("lir,lro->lio", np.asarray(m.tables()[f"{t}_a"][row]),
+                                    np.asarray(m.tables()[f"{t}_b"][row])) * m.scale
+  for t in ("q", "v"):
+    np.testing.assert_allclose(product(shared, t), own(modules["lora_at_global"], 0, t), rtol=1e-5)
+    np.testing.assert_allclose(product(both, t), own(modules["lora_at_global"], 0, t) +
+                               own(modules["lora"], group, t), rtol=1e-4, atol=1e-7)
+  config = hf_loader.read_config(tmp_path / "merged")
+  merged = build(config, hf_loader.read_weights(tmp_path / "merged", config))
+  model, _ = personalized_model(run)
+  ids = np.random.default_rng(3).integers(3, config.vocab_size, size=(1, 9))
+  np.testing.assert_allclose(np.asarray(merged(ids)),
+                             np.asarray(model(ids, group_ids=np.array([group]))),
+                             rtol=1e-4, atol=1e-5)
