@@ -100,7 +100,10 @@ def test_runner_on_preference_task(tmp_path):
   # zero_shot: the raw log-likelihood margin; predictions carry each pair's rewards
   config = experiment.load_config(PREF_SPEC, {**TINY_PREF, "method": "zero_shot"})
   metrics = experiment.train_and_evaluate(config, tmp_path / "zs")
-  assert set(metrics) == {"preference_accuracy"} and 0 <= metrics["preference_accuracy"] <= 1
+  domains = {f"preference_accuracy/{d}" for d in ("academy", "business", "entertainment",
+                                                    "literature")}
+  assert set(metrics) - domains == {"preference_accuracy"} and set(metrics) & domains
+  assert all(0 <= v <= 1 for v in metrics.values())
   # a pairwise method on a task without pairs is refused
   config = experiment.load_config(SPEC, {**TINY, "method": "dpo"})
   with pytest.raises(ConfigError, match="preference pairs"):
