@@ -9,6 +9,8 @@ persona's examples only. Gradient and Adam update of `D_g` are those of the copy
 this is exactly a separate fine-tuned copy of those weights per persona (with the shared
 embeddings, norms and LM head frozen); it costs a full model's projection weights per persona
 (with Adam, four times that in training), so a run that does not fit memory says so first.
+The forward pass gathers each example's copy as any personal row, so a training batch also
+holds batch-size copies of the projection weights: keep persona batches small.
 """
 import functools
 import os
