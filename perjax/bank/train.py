@@ -29,7 +29,9 @@ class BankTrainer:
     k = len(cohort)
     batch = {**batch, "group_ids": to_slots(batch["group_ids"], cohort, self.slots)}
     rows = self.bank.read(cohort)
-    table = [np.concatenate([r, f[k:]]) for r, f in zip(rows, self._filler)]
+    # on the device before the call: the step donates its state, and host arrays cannot be
+    # donated (the previous slots' arrays stay with the background writer, never donated)
+    table = jax.device_put([np.concatenate([r, f[k:]]) for r, f in zip(rows, self._filler)])
     personal, opt = self.bank.layout.trees(table)
     state = self.state.replace(personal=personal, opt_personal=opt)
     self.state, metrics = self.step_fn(state, batch, rng)
