@@ -8,7 +8,6 @@ import ml_collections
 from perjax.errors import PerjaxError
 from perjax.experiment import report, seeded
 from perjax.experiment.config import flatten
-from perjax.experiment.figures import GRANULARITY_ORDER
 
 NAME_KEYS = ("method", "granularity", "seed")  # columns of their own, or the seeds' axis
 
@@ -32,10 +31,10 @@ def _row(folder: Path, name: str, swept) -> dict:
   return {**row, **metrics}
 
 
-def _order(row: dict):
-  g = row["granularity"]
-  return (row["method"] != "zero_shot", row["method"],
-          GRANULARITY_ORDER.index(g) if g in GRANULARITY_ORDER else 9, row["run"])
+def _started(folder: Path) -> float:
+  """When the run started: its config.json is written (claimed) first, so the runs of a sweep
+  come back in the sweep's order."""
+  return (folder / "config.json").stat().st_mtime
 
 
 def rereport(folder) -> Path:
@@ -52,7 +51,8 @@ def rereport(folder) -> Path:
                       "config.json, or subfolders with them)")
   swept = [k for k in dict.fromkeys(k for p in runs for k in name_keys(p.name))
            if k not in NAME_KEYS]
-  rows = sorted((_row(p, p.name, swept) for p in runs), key=_order)
+  runs.sort(key=lambda p: (_started(p), p.name))
+  rows = [_row(p, p.name, swept) for p in runs]
   if any(",seed=" in p.name for p in runs):
     cells: dict[str, tuple[dict, list]] = {}
     for row in rows:
