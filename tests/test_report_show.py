@@ -102,3 +102,13 @@ def test_show_limits_and_unknown_user(tmp_path, capsys):
   assert main(["show", str(tmp_path / "run"), "--user", "nobody"]) == 2
   err = capsys.readouterr().err.strip()
   assert "nobody" in err and "u0" in err and len(err.splitlines()) == 1
+
+
+def test_show_preference_rows(tmp_path, capsys):
+  (tmp_path / "run").mkdir()
+  record = {"id": "q1", "user_id": "d1", "group": 0, "prompt": "Which answer?", "system": None,
+            "chosen_reward": 0.25, "rejected_reward": 0.5}
+  (tmp_path / "run" / "predictions.jsonl").write_text(json.dumps(record) + "\n")
+  assert main(["show", str(tmp_path / "run"), "--width", "120"]) == 0
+  out = capsys.readouterr().out
+  assert "(wrong)" in out and "0.2500" in out and "0.5000" in out and "rejected reward" in out

@@ -32,12 +32,6 @@ def register(subparsers):
 
 def export(args):
   from perjax.export import adapters
-  if args.format != "base" and args.user is None and args.persona is None \
-      and not args.global_:
-    from pathlib import Path
-    if not (Path(args.source) / "personal.json").exists():
-      from perjax.errors import ConfigError
-      raise ConfigError("name whose parameters to export: --user USER, --persona ROW or --global")
   out = adapters.export(args.source, args.out, fmt=args.format, user=args.user,
                         persona=args.persona, global_=args.global_)
   print(out)

@@ -51,22 +51,24 @@ def side_by_side(columns: dict[str, str], width: int) -> str:
 
 
 def render(record: dict, index: int, width: int) -> str:
-  """One example: its header, then prompt (with whatever prompting methods put into it),
-  the raw output, the prediction scored and the target, side by side."""
-  mark = "" if "target" not in record else (
-      "  (correct)" if str(record.get("prediction")).strip() == str(record["target"]).strip()
-      else "  (wrong)")
-  head = (f"#{index} user {record.get('user_id')} (row {record.get('group')}) "
-          f"id {record.get('id')}{mark}")
+  """One example: its header, then the prompt (with whatever prompting methods put into it)
+  beside the raw output, the prediction scored and the target; for preference pairs, beside
+  the implicit rewards of the chosen and the rejected response (and a best-of-n answer)."""
   prompt = record.get("prompt", "")
   if record.get("system"):
     prompt = f"[system] {record['system']}\n{prompt}"
-  columns = {"prompt": prompt, "output": record.get("output", ""),
-             "prediction": record.get("prediction", ""), "target": record.get("target", "")}
-  if "chosen" in record:  # preference rows
-    columns = {"prompt": prompt, "chosen": record.get("chosen", ""),
-               "rejected": record.get("rejected", ""), "scores": json.dumps(
-                   {k: record[k] for k in record if k.endswith("score")})}
+  if "chosen_reward" in record:  # preference rows
+    right = record["chosen_reward"] > record["rejected_reward"]
+    columns = {"prompt": prompt, "chosen reward": f"{record['chosen_reward']:.4f}",
+               "rejected reward": f"{record['rejected_reward']:.4f}"}
+    if "best_of_n" in record:
+      columns["best of n"] = record["best_of_n"]
+  else:
+    right = str(record.get("prediction")).strip() == str(record.get("target")).strip()
+    columns = {"prompt": prompt, "output": record.get("output", ""),
+               "prediction": record.get("prediction", ""), "target": record.get("target", "")}
+  head = (f"#{index} user {record.get('user_id')} (row {record.get('group')}) "
+          f"id {record.get('id')}  ({'correct' if right else 'wrong'})")
   return head + "\n" + side_by_side(columns, width)
 
 

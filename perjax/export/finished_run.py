@@ -136,8 +136,7 @@ def select(run: FinishedRun, *, user: str | None = None, persona: int | None = N
       if not 0 <= persona < m.groups:
         raise ConfigError(f"--persona {persona}: module {name!r} has persona rows 0..{m.groups - 1}")
       out.append((name, m, persona))
-  if not out or (user is not None and all(m.level is not None for _, m, _ in out)
-                 and run_level != "global"):
+  if not out or (user is not None and not any(m.level is None for _, m, _ in out)):
     what = f"user {user!r}" if user is not None else (
         f"persona row {persona}" if persona is not None else "the global level")
     raise ConfigError(f"{run.workdir}: no personal module of {run.config.method!r} sits at "
