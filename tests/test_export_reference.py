@@ -3,7 +3,8 @@ export_parity.py): the peft adapter on transformers' model from the same GGUF re
 run's greedy answers, and the merged folder's logits match perjax's personalized logits.
 
 Needs a separate reference Python with torch, transformers, gguf and peft (never perjax's own
-environment): $PERJAX_REF_PYTHON, default /tmp/ref/bin/python; skipped without it."""
+environment), named by $PERJAX_REF_PYTHON (e.g. /tmp/ref/bin/python); skipped without it, so
+a test run never depends on whatever another venv on the machine holds."""
 import json
 import os
 import subprocess
@@ -19,10 +20,10 @@ SCRIPT = ROOT / "tests" / "reference" / "export_parity.py"
 
 
 def reference_python() -> str:
-  ref = os.environ.get("PERJAX_REF_PYTHON", "/tmp/ref/bin/python")
-  if not Path(ref).exists():
-    pytest.skip(f"no reference Python at {ref}: set PERJAX_REF_PYTHON to a venv with torch, "
-                "transformers, gguf and peft")
+  ref = os.environ.get("PERJAX_REF_PYTHON", "")
+  if not ref or not Path(ref).exists():
+    pytest.skip(f"no reference Python ({ref or 'PERJAX_REF_PYTHON unset'}): set "
+                "PERJAX_REF_PYTHON to the python of a venv with torch, transformers, gguf, peft")
   probe = subprocess.run([ref, "-c", "import torch, transformers, gguf, peft"],
                          capture_output=True, text=True)
   if probe.returncode:
