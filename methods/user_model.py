@@ -66,7 +66,8 @@ class UserModel(PersonalModule):
     return jnp.einsum("bk,bknd->bnd", weights, clusters)
 
   def describe(self):
-    return {"length": self.prefix_len, "kind": self.kind, "learn_shared": self.learn_shared}
+    out = {"length": self.prefix_len, "kind": self.kind, "learn_shared": self.learn_shared}
+    return out if self.kind == "individual" else {**out, "clusters": self.mixing[...].shape[1]}
 
 
 def personal(options):
