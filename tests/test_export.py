@@ -132,3 +132,34 @@ def test_combined_loras_sum_their_products():
   product = lambda l, t: np.einsum("lir,lro->lio", l.tables[f"{t}_a"], l.tables[f"{t}_b"]) * l.scale
   np.testing.assert_allclose(product(both, "q"), product(one, "q"), rtol=1e-5)
   np.testing.assert_allclose(product(both, "v"), product(one, "v") + product(two, "v"), rtol=1e-5)
+
+
+def hand_made_run(tmp_path, levels):
+  """A FinishedRun of LoRA modules at `levels` (None: the run's user level), no training."""
+  import ml_collections
+  from perjax.export.finished_run import FinishedRun
+  from perjax.models.llama import dims
+  from perjax.models.personal import ModuleSpec, build_stack
+  factory = functools.partial(LoRA, rank=2, alpha=4.0, targets=("q",))
+  specs = [ModuleSpec("lora" if level is None else f"lora_at_{level}", level, factory)
+           for level in levels]
+  groups = {None: 3, "persona": 2, "global": 1}
+  stack = build_stack(specs, {l: groups[l] for l in levels}, dims(CFG), nnx.Rngs(0))
+  config = ml_collections.ConfigDict({"granularity": "user", "method": "lora"})
+  records = [{"user_id": "u1", "group": 1}, {"user_id": "u2", "group": 2}]
+  return FinishedRun(tmp_path, config, CFG, stack, records)
+
+
+def test_selection_of_rows_by_granularity(tmp_path):
+  from perjax.export.finished_run import select
+  run = hand_made_run(tmp_path, (None, "global"))
+  assert [(n, row) for n, _, row in select(run, user="u2")] == [("lora", 2), ("lora_at_global", 0)]
+  assert [(n, row) for n, _, row in select(run, global_=True)] == [("lora_at_global", 0)]
+  with pytest.raises(ConfigError, match="no personal module"):
+    select(run, persona=0)
+  with pytest.raises(ConfigError, match="exactly one"):
+    select(run, user="u1", global_=True)
+  persona_run = hand_made_run(tmp_path, ("persona", None))
+  assert [(n, row) for n, _, row in select(persona_run, persona=1)] == [("lora_at_persona", 1)]
+  with pytest.raises(ConfigError, match="--persona ROW"):  # its row for u1 is not recorded
+    select(persona_run, user="u1")

@@ -134,9 +134,17 @@ def select(run: FinishedRun, *, user: str | None = None, persona: int | None = N
       out.append((name, m, run.group_of_user(user)))
     elif persona is not None and level == "persona":
       if not 0 <= persona < m.groups:
-        raise ConfigError(f"--persona {persona}: module {name!r} has persona rows 0..{m.groups - 1}")
+        raise ConfigError(f"--persona {persona}: module {name!r} has persona rows "
+                          f"0..{m.groups - 1}")
       out.append((name, m, persona))
-  if not out or (user is not None and not any(m.level is None for _, m, _ in out)):
+    elif user is not None:  # e.g. lora@persona in a user run: which row answered is not recorded
+      raise ConfigError(f"module {name!r} sits at level {m.level!r}, whose row for user {user!r} "
+                        f"the run does not record; export it with --{m.level} ROW")
+  # the asked-for level must have a module of its own, not just the shared rows
+  wanted = (lambda m: m.level is None) if user is not None else (
+      (lambda m: (m.level or run_level) == "persona") if persona is not None else
+      (lambda m: True))
+  if not any(wanted(m) for _, m, _ in out):
     what = f"user {user!r}" if user is not None else (
         f"persona row {persona}" if persona is not None else "the global level")
     raise ConfigError(f"{run.workdir}: no personal module of {run.config.method!r} sits at "
