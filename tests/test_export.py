@@ -163,3 +163,9 @@ def test_selection_of_rows_by_granularity(tmp_path):
   assert [(n, row) for n, _, row in select(persona_run, persona=1)] == [("lora_at_persona", 1)]
   with pytest.raises(ConfigError, match="--persona ROW"):  # its row for u1 is not recorded
     select(persona_run, user="u1")
+  with pytest.raises(ConfigError, match="records no persona names"):
+    select(persona_run, persona="p1")
+  persona_run.names = {"user": ["u0", "u1", "u2"], "persona": ["p0", "p1"]}
+  assert [(n, row) for n, _, row in select(persona_run, persona="p1")] == [("lora_at_persona", 1)]
+  with pytest.raises(ConfigError, match=r"'p7' is not one of \['p0', 'p1'\]"):
+    select(persona_run, persona="p7")

@@ -40,6 +40,11 @@ def test_event_files_hold_a_loss_point_per_step(run):
   assert events.Scalars("eval/accuracy")[0].value == pytest.approx(metrics["accuracy"])
 
 
+def test_the_run_names_its_rows(run):
+  names = json.loads((run / "groups.json").read_text())["user"]
+  assert all(names[group] == user for user, group in users(run).items())
+
+
 def test_merged_export_computes_the_personalized_logits(run, tmp_path):
   user, group = sorted(users(run).items())[-1]
   assert main(["export", str(run), "--user", user, "--format", "merged",

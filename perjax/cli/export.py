@@ -1,4 +1,4 @@
-"""`perjax export RUN_DIR (--user U | --persona ROW | --global) --format peft|merged|perjax
+"""`perjax export RUN_DIR (--user U | --persona P | --global) --format peft|merged|perjax
 --out DIR`, `perjax export RUN_DIR --format base --out DIR` and `perjax import-adapter PEFT_DIR --out GROUP_DIR`."""
 
 
@@ -9,8 +9,9 @@ def register(subparsers):
   e.add_argument("source", help="a finished run folder (or a perjax group folder, to peft)")
   who = e.add_mutually_exclusive_group()
   who.add_argument("--user", help="the user whose rows to export (as in predictions.jsonl)")
-  who.add_argument("--persona", type=int, metavar="ROW",
-                   help="a persona row (the group column of a persona run's predictions.jsonl)")
+  who.add_argument("--persona", metavar="NAME_OR_ROW",
+                   help="a persona, by name (groups.json of the run) or row (the group column "
+                        "of a persona run's predictions.jsonl)")
   who.add_argument("--global", dest="global_", action="store_true",
                    help="the shared rows (a global run's, or name@global modules)")
   e.add_argument("--format", default="peft", choices=("peft", "merged", "perjax", "base"),

@@ -42,6 +42,7 @@ from perjax.registry import GRANULARITIES
 logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "predictions.jsonl"
+GROUPS_FILE = "groups.json"
 LAMP_PREDICTIONS_FILE = "predictions.lamp.json"
 PROMPTING_FILE = "prompting.json"
 
@@ -198,6 +199,10 @@ def _run(config, workdir: Path, recipe) -> dict:
   # modules composed at another granularity (`lora@persona+lora`) get that grouping's rows: a
   # user never seen in training then still has their persona's row (the nearest persona)
   level_groups = {level: fit_grouping(GRANULARITIES.get(level)) for level in recipe.levels}
+  # each level's row names (a persona's label, say), so exports can name rows
+  (workdir / GROUPS_FILE).write_text(strict_json.dumps(
+      {lv or config.granularity: list(g.names) for lv, g in {None: groups, **level_groups}.items()},
+      what="group name", indent=1) + "\n")
   model, tokenizer = load_model(config, personal_builder(recipe, groups, level_groups))
   if config.init.adapter:  # every row starts from a published adapter (resumes override it)
     from perjax.export.adapters import init_from

@@ -65,8 +65,8 @@ def _kind_of_class(cls) -> str:
   return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def export(source, out, *, fmt: str, user: str | None = None, persona: int | None = None,
-           global_: bool = False) -> Path:
+def export(source, out, *, fmt: str, user: str | None = None,
+           persona: int | str | None = None, global_: bool = False) -> Path:
   """Writes the selected granularity's parameters of run folder (or group folder) `source`
   into `out` in format `fmt` ("base": the run's base model, nothing personal); returns `out`."""
   if fmt not in FORMATS:

@@ -17,6 +17,7 @@ from perjax.models.llama import LlamaConfig
 from perjax.models.personal import Personal, PersonalModule, PersonalStack, build_stack
 
 PREDICTIONS_FILE = "predictions.jsonl"
+GROUPS_FILE = "groups.json"  # {level: the name of each row}, written by the runner
 
 
 @dataclasses.dataclass
@@ -26,6 +27,7 @@ class FinishedRun:
   model_config: LlamaConfig
   stack: PersonalStack
   records: list[dict]
+  names: dict = dataclasses.field(default_factory=dict)  # {level: row names}, from groups.json
 
   def group_of_user(self, user: str) -> int:
     groups = {r["user_id"]: r["group"] for r in self.records}
@@ -109,10 +111,25 @@ def open_run(workdir) -> FinishedRun:
   predictions = workdir / PREDICTIONS_FILE
   if predictions.exists():
     records = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
-  return FinishedRun(workdir, config, model_config, stack, records)
+  groups_file = workdir / GROUPS_FILE
+  names = json.loads(groups_file.read_text()) if groups_file.exists() else {}
+  return FinishedRun(workdir, config, model_config, stack, records, names)
 
 
-def select(run: FinishedRun, *, user: str | None = None, persona: int | None = None,
+def persona_row(run: FinishedRun, persona) -> int:
+  """A persona's row: a row number, or a persona's name in the run's groups.json."""
+  if isinstance(persona, int) or str(persona).isdigit():
+    return int(persona)
+  names = run.names.get("persona")
+  if names is None:
+    raise ConfigError(f"{run.workdir} records no persona names ({GROUPS_FILE}); give the row "
+                      "number (the group column of predictions.jsonl)")
+  if persona not in names:
+    raise ConfigError(f"persona {persona!r} is not one of {names}")
+  return names.index(persona)
+
+
+def select(run: FinishedRun, *, user: str | None = None, persona: int | str | None = None,
            global_: bool = False) -> list[tuple[str, PersonalModule, int]]:
   """(module name, module, row) of each module a granularity's export holds.
 
@@ -125,6 +142,8 @@ def select(run: FinishedRun, *, user: str | None = None, persona: int | None = N
   if sum(chosen) != 1:
     raise ConfigError("name exactly one of --user USER, --persona ROW, --global")
   run_level = run.config.granularity
+  if persona is not None:
+    persona = persona_row(run, persona)
   out = []
   for name, m in run.stack.modules():
     level = m.level or run_level
