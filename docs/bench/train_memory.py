@@ -1,0 +1,46 @@
+"""The compiled train step's temporary memory with and without the training memory options.
+
+    JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/train_memory.py [--users 4 --batch 4 --seq 512]
+
+SmolLM2-135M's architecture with random weights (nothing is run, only compiled), the bench's
+setting (rank-8 LoRA on q and v per user, AdamW). Prints XLA's memory analysis of each program:
+`temp` is the scratch the step needs beyond its arguments and outputs (activations, logits).
+"""
+import argparse
+import json
+
+import jax
+import numpy as np
+
+from perjax.bench.generate import lora_builder
+from perjax.models import load
+from perjax.training.objectives import lm_loss
+from perjax.training.optim import make_optimizer
+from perjax.training.step import init_train_state, make_train_step
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--users", type=int, default=4)
+  ap.add_argument("--batch", type=int, default=4)
+  ap.add_argument("--seq", type=int, default=512)
+  ap.add_argument("--chunk", type=int, default=1024)
+  args = ap.parse_args()
+  model, _ = load("smollm2-135m-instruct", personal=lora_builder(args.users, 8), progress=False,
+                  random_weights=True)
+  rows = args.users * args.batch
+  ids = np.zeros((1, rows, args.seq), np.int32)
+  batch = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
+           "group_ids": np.repeat(np.arange(args.users, dtype=np.int32), args.batch)[None]}
+  for remat, chunk in ((False, 0), (False, args.chunk), (True, 0), (True, args.chunk)):
+    model.remat_layers, model.loss_chunk = remat, chunk
+    graphdef, state, ptx, btx = init_train_state(model, make_optimizer("adamw", 1e-4))
+    step = make_train_step(graphdef, ptx, btx, lm_loss, args.users)
+    memory = step.lower(state, batch, jax.random.key(0)).compile().memory_analysis()
+    print(json.dumps({"remat": remat, "loss_chunk": chunk, "tokens": rows * args.seq,
+                      "temp_mb": round(memory.temp_size_in_bytes / 2**20, 1),
+                      "logits_f32_mb": round(rows * args.seq * model.config.vocab_size * 4 / 2**20, 1)}))
+
+
+if __name__ == "__main__":
+  main()
