@@ -54,6 +54,10 @@ class PromptContext:
   dev: Sequence[PersonalizedExample] = ()
   score: "Callable[[Sequence[PersonalizedExample], Sequence[Prompt]], float] | None" = None
   notes: dict | None = None
+  # the task's retrieval query and how its profile items read in a prompt (None: the whole
+  # input; the item's fields): LaMP's per-task ones (perjax.data.lamp_prompts)
+  query: "Callable[[PersonalizedExample], str] | None" = None
+  item_text: "Callable[[ProfileItem], str] | None" = None
 
   def tokens(self, text: str) -> int:
     """`text`'s length in tokens: the run's tokenizer, else an estimate of one token per three

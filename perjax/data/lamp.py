@@ -13,6 +13,7 @@ from pathlib import Path
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem, Task, profile_user_id
 from perjax.data.files import read_json
 from perjax.data.lamp_pairs import lamp_profile_pair
+from perjax.data.lamp_prompts import lamp_item_text, lamp_query
 from perjax.errors import DataError
 
 LAMP1_LABELS = ("[1]", "[2]")
@@ -219,4 +220,5 @@ def load_lamp(path: "str | os.PathLike", prefix: str | None = None,
   return Task(name=spec.task, granularity="user", splits=splits, metrics=spec.metrics,
               labels=spec.labels, split_by="official",
               description=f"{spec.task} read from {root}/{prefix}*",
-              profile_pair=lamp_profile_pair(spec.task, spec.labels, examples, fields))
+              profile_pair=lamp_profile_pair(spec.task, spec.labels, examples, fields),
+              query=lamp_query(spec.task), item_text=lamp_item_text(spec.task, fields))

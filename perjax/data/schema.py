@@ -79,6 +79,10 @@ class Task:
   split_by: str = "official"
   description: str = ""
   profile_pair: "Callable[[ProfileItem], tuple[str, str] | None] | None" = None
+  # retrieval: the part of an example's input that describes its item (None: all of it), and
+  # how a profile item reads in a prompt (None: its fields, "name: value, ...")
+  query: "Callable[[PersonalizedExample], str] | None" = None
+  item_text: "Callable[[ProfileItem], str] | None" = None
 
   @property
   def primary_metric(self) -> str:

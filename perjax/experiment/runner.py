@@ -112,29 +112,21 @@ def fill_labels(text: str, labels) -> str:
 
 
 def build_prompts(recipe, pools, examples, split, config, labels=None,
-                  stage: PromptStage | None = None) -> list[Prompt]:
+                  stage: PromptStage | None = None, task=None) -> list[Prompt]:
   """Each example's final `Prompt`: the prompting slots' user message plus the config's
   suffix, and its system message (the config's, unless a slot set one). `pools`: {level:
   Pools}, None for the run's granularity. `stage`: the model's help for the slots (generation,
-  a dev score)."""
+  a dev score). `task`: its retrieval query and item template, where it has them (LaMP)."""
   system = fill_labels(config.prompt.system, labels) or None
   make_ctx = lambda m: PromptContext(
       options=method_options(config, m.name), split=split, pools=pools[recipe.level_of(m)],
       system=system,
       seed=config.seed, encoder=lambda: _encoder(config.encoder),
+      query=getattr(task, "query", None), item_text=getattr(task, "item_text", None),
       **(stage.fields() if stage is not None else {}))
   suffix = fill_labels(config.prompt.suffix, labels)
   return [Prompt(p.text + suffix, p.system)
           for p in recipe.prompts(examples, make_ctx, system)]
-
-
-def stage_settings(config, stage) -> TrainSettings:
-  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`."""
-  settings = TrainSettings.from_config(config)
-  task_steps = config.train.get("task_steps", 0)
-  if stage.folder and task_steps:
-    settings = dataclasses.replace(settings, steps=task_steps)
-  return settings
 
 
 def prompt_stage(config, recipe, task, split, settings, generator, codec,
@@ -149,6 +141,15 @@ def prompt_stage(config, recipe, task, split, settings, generator, codec,
                                  max_prompt_tokens=config.eval.get("max_prompt_tokens"))
   return PromptStage(base, settings, task, prompt_stage_model_key(config), split,
                      fill_labels(config.prompt.suffix, task.labels), supervised)
+
+
+def stage_settings(config, stage) -> TrainSettings:
+  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`."""
+  settings = TrainSettings.from_config(config)
+  task_steps = config.train.get("task_steps", 0)
+  if stage.folder and task_steps:
+    settings = dataclasses.replace(settings, steps=task_steps)
+  return settings
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -219,7 +220,7 @@ def _run(config, workdir: Path, recipe) -> dict:
     pools[level] = Pools(list(sources.values()), fit_grouping(GRANULARITIES.get(level)))
   helper = prompt_stage(config, recipe, task, split, settings, generator, codec,
                         kind is kinds.Supervised)
-  prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels, helper)
+  prompts = build_prompts(recipe, pools, eval_views, split, config, task.labels, helper, task)
   group_ids = groups.group_ids(eval_views)
   # per example: its groups at other levels, and its modules' inputs (they travel together)
   per_example = lambda views, split: {
@@ -233,7 +234,7 @@ def _run(config, workdir: Path, recipe) -> dict:
     for stage in protocol.stages(on, recipe, train_examples, fit_examples):
       views = kind.views(stage.examples)
       stage_prompts = build_prompts(recipe, pools, views, "train", config, task.labels,
-                                    helper)
+                                    helper, task)
       rows, make_batch = kind.training_rows(codec, stage_prompts, stage.examples, recipe,
                                             config.train.seq_len)
       stage_ids = groups.group_ids(views)
