@@ -44,4 +44,6 @@ def sweep(add):
     for granularity in ("user", "global"):  # persona: the same pools and groups as user
       add(method=method, granularity=granularity, seeds=1)
   add(method="persona_prompt", granularity="user", seeds=1)
-  # the embedding methods user_encoder and user_model go here once registered
+  for method, granularities in (("user_encoder", ("user", "global")), ("user_model", ("user",))):
+    for granularity in granularities:  # embedding methods (trained)
+      add(method=method, granularity=granularity)
