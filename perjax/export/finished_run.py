@@ -1,4 +1,5 @@
-"""A finished run's personal parameters, read back without loading the base model's weights.
+"""A finished run's personal parameters, read back without loading the base model's weights
+(`personalized_model` builds the whole personalized model when it is needed).
 
 The run's config (`config.json`) says which personal modules it built; the model's geometry
 comes from the model file's header (or the tiny test model's config); the tables come from the
@@ -140,7 +141,7 @@ def select(run: FinishedRun, *, user: str | None = None, persona: int | str | No
   """
   chosen = [user is not None, persona is not None, global_]
   if sum(chosen) != 1:
-    raise ConfigError("name exactly one of --user USER, --persona ROW, --global")
+    raise ConfigError("name exactly one of --user USER, --persona NAME_OR_ROW, --global")
   run_level = run.config.granularity
   if persona is not None:
     persona = persona_row(run, persona)
