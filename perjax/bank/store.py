@@ -116,7 +116,7 @@ class AdapterBank:
     k = len(users)
     host = [np.asarray(x[:k]) for x in jax.device_get(leaves)]  # waits for the step to finish
     start = time.perf_counter()  # the write itself, not the wait for the step
-    order = np.argsort(users)  # TensorStore wants the index array's writes in any order; sorted
+    order = np.argsort(users)  # ascending user ids: the chunks are visited in order
     self.scratch[users[order]].write(self.layout.pack(host)[order]).result()
     self.write_s += time.perf_counter() - start
 
