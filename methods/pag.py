@@ -16,8 +16,12 @@ def prompt(examples, prompts, ctx):
   summaries = summarize(examples, ctx, method="pag", template=o["template"],
                         budget=int(o["profile_tokens"]), max_new_tokens=int(o["summary_tokens"]),
                         cache_dir=o["cache_dir"])
-  return [f"Summary of {ctx.pool_header(e)[0].lower()}{ctx.pool_header(e)[1:]}: {s}\n\n{text}"
-          if s else text for e, text, s in zip(examples, prompts, summaries)]
+  out = []
+  for example, text, summary in zip(examples, prompts, summaries):
+    header = ctx.pool_header(example)  # "Past items of this user" -> "Summary of past items..."
+    out.append(f"Summary of {header[:1].lower()}{header[1:]}: {summary}\n\n{text}" if summary
+               else text)
+  return out
 
 
 PAG = register(Method(
