@@ -74,13 +74,18 @@ class UserEncoder(PersonalModule):
     return {"length": self.prefix_len, "items": self.items, "encoder_dim": self.encoder_dim}
 
 
+@functools.lru_cache(maxsize=2)
+def _retriever(encoder) -> DenseRetriever:
+  # one per encoder: the training and evaluation calls share its cache of pool embeddings
+  return DenseRetriever(encoder)
+
+
 def example_inputs(examples, ctx) -> dict:
   """Each example's history embeddings (its `items` most similar pool items), mask and input
   embedding, from the run's sentence encoder."""
   m, want = int(ctx.options["items"]), int(ctx.options["encoder_dim"])
   encoder = ctx.encoder()
-  retriever = DenseRetriever(encoder)
-  retrieved = retrieve(examples, retriever, m, pools=ctx.pools)
+  retrieved = retrieve(examples, _retriever(encoder), m, pools=ctx.pools)
   query = np.asarray(encoder.encode([e.input for e in examples]), np.float32).reshape(
       len(examples), -1)
   if query.shape[1] != want:
