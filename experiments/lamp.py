@@ -32,13 +32,13 @@ def get_config(arg=None):
   c.granularities.persona.use_labels = False
   c.granularities.persona.clusters = 8
   c.train.update(steps=300, batch_size=8, seq_len=256, lr=1e-3, checkpoint_every=100)
-  c.eval.update(batch_size=16, max_new_tokens=32)
+  c.eval.update(batch_size=16, max_new_tokens=32, num_beams=4)  # LaMP decodes with 4 beams
 
   if arg.smoke:
     c.data.max_train, c.data.max_test = 16, 8
     c.granularities.persona.clusters = 2
     c.train.update(steps=4, batch_size=2, seq_len=192, checkpoint_every=2)
-    c.eval.max_new_tokens = 16
+    c.eval.update(max_new_tokens=16, num_beams=1)
   return c
 
 

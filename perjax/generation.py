@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from perjax.beam_search import beam_search_ids
 from perjax.bounded_inputs import fit_prompts, prompt_limit
 from perjax.errors import ConfigError
 from perjax.models.personal import per_example_array
@@ -20,11 +21,15 @@ from perjax.models.personal import per_example_array
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-  """temperature 0 is greedy; top_k 0 and top_p 1.0 switch those filters off."""
+  """temperature 0 is greedy; top_k 0 and top_p 1.0 switch those filters off. `num_beams` > 1
+  is beam search (perjax.beam_search; deterministic, so temperature 0), its hypotheses scored by
+  summed log-probability over length ** length_penalty."""
   max_new_tokens: int = 32
   temperature: float = 0.0
   top_k: int = 0
   top_p: float = 1.0
+  num_beams: int = 1
+  length_penalty: float = 1.0
 
   def __post_init__(self):
     bad = sampling_problem(self)
@@ -43,6 +48,12 @@ def sampling_problem(s: SamplingConfig) -> str | None:
     return f"top_k must be an integer >= 0 (0 = off), got {s.top_k!r}"
   if not isinstance(s.top_p, (int, float)) or not 0 < s.top_p <= 1:
     return f"top_p must be in (0, 1] (1 = off), got {s.top_p!r}"
+  if not is_int(s.num_beams) or s.num_beams < 1:
+    return f"num_beams must be an integer >= 1 (1 = no beam search), got {s.num_beams!r}"
+  if s.num_beams > 1 and (s.temperature != 0 or s.top_k or s.top_p < 1):
+    return "beam search (num_beams > 1) is deterministic: it takes no temperature, top_k or top_p"
+  if not isinstance(s.length_penalty, (int, float)) or not abs(s.length_penalty) < float("inf"):
+    return f"length_penalty must be a finite number, got {s.length_penalty!r}"
   return None
 
 
@@ -169,9 +180,17 @@ class Generator:
     group_ids = np.zeros((B,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
     eos_ids = self.eos_ids or (-1,)
     level_ids = {k: per_example_array(v) for k, v in (level_ids or {}).items()}
-    out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, level_ids,
-                    jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
-                    pad_id=int(self.config.pad_token_id))
+    if sampling.num_beams > 1:  # every prompt's row repeated once per beam
+      beams = lambda a: np.repeat(np.asarray(a), sampling.num_beams, axis=0)
+      out = beam_search_ids(
+          self.graphdef, self.state, self.layers, beams(ids), beams(mask), beams(group_ids),
+          {k: beams(v) for k, v in level_ids.items()}, num_beams=sampling.num_beams,
+          max_new_tokens=sampling.max_new_tokens, eos_ids=eos_ids,
+          pad_id=int(self.config.pad_token_id), length_penalty=float(sampling.length_penalty))
+    else:
+      out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, level_ids,
+                      jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
+                      pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)
     results = []
     for row in out:

@@ -49,7 +49,9 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, checkpoint_every=50, on="train_split", task_steps=0))
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
-  c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0))
+  # num_beams: beam search for generated answers (1: greedy)
+  c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0,
+                           num_beams=1))
   # generate: greedy text mapped onto the labels; label_likelihood: the most likely label;
   # label_median: the median of the label distribution (numeric labels; least expected MAE);
   # auto: label_likelihood for a task with a label set, else generate

@@ -94,11 +94,14 @@ def generate(generator, codec, prompts, group_ids, settings: EvalSettings,
   context = generator.config.max_position - generator.prefix_len
   # at most half the context for the answer: the other half stays for the prompt
   sampling = SamplingConfig(max_new_tokens=cap_new_tokens(
-      settings.max_new_tokens, context, context, name="eval.max_new_tokens"))
+      settings.max_new_tokens, context, context, name="eval.max_new_tokens"),
+      num_beams=settings.num_beams)
   ids = codec.prompt_ids(prompts, reserve=sampling.max_new_tokens)
   outputs = [None] * len(ids)
   # Batches of similar length: a long prompt pads only its own batch (see bounded_inputs).
-  for batch in tqdm(length_batches([len(p) for p in ids], settings.batch_size),
+  # eval.batch_size counts decoded rows: each prompt takes one per beam
+  per_batch = max(1, settings.batch_size // sampling.num_beams)
+  for batch in tqdm(length_batches([len(p) for p in ids], per_batch),
                     desc="generate", dynamic_ncols=True):
     outs = generator.generate_ids([ids[i] for i in batch],
                                   group_ids=[group_ids[i] for i in batch],

@@ -26,6 +26,7 @@ class EvalSettings:
   mode: str = "generate"  # or "label_likelihood", "label_median" (experiment/predict.py)
   batch_size: int = 32
   max_new_tokens: int = 8
+  num_beams: int = 1  # beam search in generate mode (perjax.beam_search)
   seq_len: int = 128  # preference scoring rows, as in training
   # a method's reward model (`perjax.method.RewardModel`): it scores preference pairs instead
   # of the implicit reward, and reranks sampled candidates under mode "best_of_n"
@@ -36,4 +37,5 @@ class EvalSettings:
   def from_config(cls, config) -> "EvalSettings":
     e = config.eval
     return cls(mode=config.predict.mode, batch_size=e.batch_size,
-               max_new_tokens=e.max_new_tokens, seq_len=config.train.seq_len, seed=config.seed)
+               max_new_tokens=e.max_new_tokens, num_beams=e.get("num_beams", 1),
+               seq_len=config.train.seq_len, seed=config.seed)

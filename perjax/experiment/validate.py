@@ -77,6 +77,8 @@ def check_settings(config, *, trains: bool) -> None:
     _positive_int(config, "loss_chunk", minimum=0)
   _positive_int(config, "eval.batch_size")
   _positive_int(config, "eval.max_new_tokens")
+  if "num_beams" in config.eval:
+    _positive_int(config, "eval.num_beams")
   if "max_prompt_tokens" in config.eval:
     _positive_int(config, "eval.max_prompt_tokens", minimum=0)
   for key in ("data.max_train", "data.max_test"):
