@@ -48,6 +48,7 @@ def reference(tmp_path_factory):
 def test_bank_follows_the_all_on_device_trajectory_bit_for_bit(reference):
   via_bank, on_device, trainer = reference
   _assert_same(via_bank, on_device)
+  assert trainer.step_fn._cache_size() == 1  # cohorts of 3 and of 2 users: one compilation
   counts = [x for name, x in zip(trainer.bank.layout.names, via_bank) if name.endswith("count")]
   assert counts and counts[0].max() >= 2  # users came back to a slot with their Adam step count
   seen = {int(u) for s in range(STEPS) for u in bank_tiny.cohort_and_batch(s)[0]}

@@ -21,7 +21,9 @@ class BankTrainer:
     self.bank, self.step_fn, self.slots = bank, step_fn, slots
     layout = bank.layout
     self._filler = [np.zeros((slots,) + s, d) for s, d in zip(layout.shapes, layout.dtypes)]
-    self.state = state.replace(step=np.asarray(bank.step, np.int32))
+    # committed to the device like the step's outputs, so the first call has the same
+    # signature as every later one (one entry in the jit cache)
+    self.state = jax.device_put(state.replace(step=np.asarray(bank.step, np.int32)))
 
   def train_step(self, cohort, batch: dict, rng):
     """One step on `batch` (its `group_ids` are user ids, all in `cohort`); returns metrics."""
