@@ -7,7 +7,9 @@ TINY = {"data.params.examples_per_user": 6, "data.params.profile_size": 5,
         "data.params.n_personas": 2, "data.params.users_per_persona": 2, "data.max_test": 5,
         "train.steps": 3, "train.batch_size": 2, "train.seq_len": 48, "train.checkpoint_every": 2,
         "eval.max_new_tokens": 2, "methods.soft_prompt.length": 3, "methods.lora.rank": 3,
-        "methods.rag.k": 2, "methods.rag.retriever": "bm25"}
+        "methods.rag.k": 2, "methods.rag.retriever": "bm25",
+        # the tiny tokenizer spends about a token a character: room for a header and two items
+        "methods.contextual.budget_tokens": 240}
 
 
 def cli_overrides(extra=None) -> list[str]:
