@@ -69,12 +69,12 @@ class Method:
   objective: ObjectiveFn | None = None
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   pairwise: bool = False  # the objective takes preference batches (chosen/rejected pairs)
-  base_at: tuple[Granularity, ...] = ()  # where the shared base is trained instead (full FT)
-  reward: Callable[[Mapping[str, Any]], RewardModel] | None = None
-  after_training: Callable | None = None  # (model, AfterTraining) -> model
   # (examples, PromptContext) -> {key: [N, ...] array}: per-example inputs its module reads
   # (`PersonalModule.inputs`), computed once per example in the data stage
   example_inputs: Callable | None = None
+  base_at: tuple[Granularity, ...] = ()  # where the shared base is trained instead (full FT)
+  reward: Callable[[Mapping[str, Any]], RewardModel] | None = None
+  after_training: Callable | None = None  # (model, AfterTraining) -> model
 
   @property
   def name(self) -> str:
