@@ -112,3 +112,14 @@ def test_show_preference_rows(tmp_path, capsys):
   assert main(["show", str(tmp_path / "run"), "--width", "120"]) == 0
   out = capsys.readouterr().out
   assert "(wrong)" in out and "0.2500" in out and "0.5000" in out and "rejected reward" in out
+
+
+def test_results_png_with_baseline_rows_that_lack_the_swept_settings(tmp_path):
+  from perjax.experiment import report
+  rows = [{"run": "a", "method": "lora", "granularity": "user", "train.on": "own_history",
+           "MAE_mean": 0.8},
+          {"run": "baseline:user_mean", "method": "baseline:user_mean", "granularity": "user",
+           "MAE_mean": 0.7}]
+  report.write(tmp_path, rows, swept=("train.on",))
+  assert (tmp_path / "results.png").stat().st_size > 0
+  assert "baseline:user_mean" in (tmp_path / "results.md").read_text()

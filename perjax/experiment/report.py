@@ -43,7 +43,9 @@ def plot(path: Path, rows, swept, metric: str, workdir: Path | None = None) -> N
 
   boxes = figures.per_user_values(workdir, rows, metric) if workdir is not None else {}
   panels = 2 + bool(boxes)
-  label = lambda r: " ".join([r["method"]] + [f"{k}={r[k]}" for k in swept])
+  # baseline rows (perjax.baselines) have no swept settings
+  label = lambda r: " ".join([r["method"]] + [f"{k}={r[k]}" for k in swept
+                                              if r.get(k, "") != ""])
   xs = list(dict.fromkeys(label(r) for r in rows))
   width_in = max(5.0, 1.3 * len(xs))
   fig, axes = plt.subplots(panels, 1, figsize=(width_in, 3.6 * panels), squeeze=False)
