@@ -8,13 +8,12 @@ preference batches (`perjax.training.batching.make_preference_batch`): a `chosen
 `rejected` row per pair, and the pair's group.
 """
 import jax
-import jax.numpy as jnp
 
 from methods.lora import personal as lora_personal
 from perjax.method import Method, register
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
-from perjax.training.objectives import sequence_logprobs
+from perjax.training.objectives import pair_loss, pair_rows, sequence_logprobs
 
 
 def dpo_loss(policy_c, policy_r, ref_c, ref_r, beta):
@@ -28,18 +27,11 @@ def objective(model, batch, rng, num_groups, *, options):
   groups train independently; `group_pairs` counts a group's pairs in the whole accumulated
   batch (divided by the micro-batch count), `real` marks real (non-padding) pairs."""
   del rng, num_groups  # deterministic; group means come from `group_pairs`
-  # a pair's ids at other levels and its modules' per-example inputs serve both responses
-  rows = {k: {**batch[k], **({"level_ids": batch["level_ids"]} if "level_ids" in batch else {})}
-          for k in ("chosen", "rejected")}
+  rows = pair_rows(batch)
   logp = [sequence_logprobs(model, rows[k]) for k in ("chosen", "rejected")]
   ref_logp = [jax.lax.stop_gradient(sequence_logprobs(model, rows[k], base_only=True))
               for k in ("chosen", "rejected")]
-  losses, margin = dpo_loss(*logp, *ref_logp, float(options["beta"]))
-  real = batch["real"].astype(jnp.float32)
-  loss = jnp.sum(real * losses / jnp.maximum(batch["group_pairs"], 1e-9))
-  n = jnp.maximum(jnp.sum(real), 1.0)
-  return loss, {"loss": jnp.sum(real * losses) / n,
-                "reward_accuracy": jnp.sum(real * (margin > 0)) / n}
+  return pair_loss(*dpo_loss(*logp, *ref_logp, float(options["beta"])), batch)
 
 
 DPO = register(Method(

@@ -108,13 +108,17 @@ def parse_targets(text, method: str) -> tuple[str, ...]:
   return targets
 
 
-def personal(options):
+def lora_options(options, method: str = "lora") -> dict:
+  """LoRA's constructor arguments from a method's `rank`, `alpha` and `targets` options."""
   rank = int(options["rank"])
   if rank < 1:
-    raise ConfigError(f"lora.rank must be >= 1, got {rank}")
+    raise ConfigError(f"{method}.rank must be >= 1, got {rank}")
   alpha = float(options["alpha"]) if options["alpha"] else None
-  return functools.partial(LoRA, rank=rank, alpha=alpha,
-                           targets=parse_targets(options["targets"], "lora"))
+  return {"rank": rank, "alpha": alpha, "targets": parse_targets(options["targets"], method)}
+
+
+def personal(options):
+  return functools.partial(LoRA, **lora_options(options))
 
 
 LORA = register(Method(

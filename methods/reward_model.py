@@ -13,12 +13,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from methods.lora import LoRA, parse_targets
+from methods.lora import LoRA, lora_options
 from perjax.errors import ConfigError
 from perjax.method import Method, RewardModel, register
 from perjax.models.personal import PERSONAL_DTYPE, Personal, ids_for
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
+from perjax.training.objectives import pair_loss, pair_rows
 
 
 class RewardLoRA(LoRA):
@@ -65,24 +66,13 @@ def bt_loss(chosen, rejected):
 def objective(model, batch, rng, num_groups, *, options):
   """Sum over groups of each group's mean pair loss (as DPO's), so groups train independently."""
   del rng, num_groups, options
-  # a pair's ids at other levels serve both responses (as in DPO)
-  rows = {k: {**batch[k], **({"level_ids": batch["level_ids"]} if "level_ids" in batch else {})}
-          for k in ("chosen", "rejected")}
-  losses, margin = bt_loss(rewards(model, rows["chosen"]), rewards(model, rows["rejected"]))
-  real = batch["real"].astype(jnp.float32)
-  loss = jnp.sum(real * losses / jnp.maximum(batch["group_pairs"], 1e-9))
-  n = jnp.maximum(jnp.sum(real), 1.0)
-  return loss, {"loss": jnp.sum(real * losses) / n,
-                "reward_accuracy": jnp.sum(real * (margin > 0)) / n}
+  rows = pair_rows(batch)
+  return pair_loss(*bt_loss(rewards(model, rows["chosen"]), rewards(model, rows["rejected"])),
+                   batch)
 
 
 def personal(options):
-  rank = int(options["rank"])
-  if rank < 1:
-    raise ConfigError(f"reward_model.rank must be >= 1, got {rank}")
-  alpha = float(options["alpha"]) if options["alpha"] else None
-  return functools.partial(RewardLoRA, rank=rank, alpha=alpha,
-                           targets=parse_targets(options["targets"], "reward_model"))
+  return functools.partial(RewardLoRA, **lora_options(options, "reward_model"))
 
 
 def reward(options) -> RewardModel:

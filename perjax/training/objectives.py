@@ -126,3 +126,21 @@ def lm_loss(model, batch, rng, num_groups: int):
   loss, mean = group_mean_loss(nll, weights, batch["group_ids"], num_groups,
                                batch.get("group_tokens"))
   return loss, {"loss": mean}
+
+
+def pair_rows(batch) -> dict:
+  """A preference batch's `chosen` and `rejected` rows, each with the pair's ids at other
+  levels and its modules' per-example inputs (they serve both responses)."""
+  extra = {"level_ids": batch["level_ids"]} if "level_ids" in batch else {}
+  return {k: {**batch[k], **extra} for k in ("chosen", "rejected")}
+
+
+def pair_loss(losses, margin, batch):
+  """(loss, metrics) of per-pair `losses` and reward `margin`s: the sum over groups of each
+  group's mean over its real pairs (`group_pairs` counts a group's pairs in the whole
+  accumulated batch), so groups train independently as under `lm_loss`."""
+  real = batch["real"].astype(jnp.float32)
+  loss = jnp.sum(real * losses / jnp.maximum(batch["group_pairs"], 1e-9))
+  n = jnp.maximum(jnp.sum(real), 1.0)
+  return loss, {"loss": jnp.sum(real * losses) / n,
+                "reward_accuracy": jnp.sum(real * (margin > 0)) / n}
