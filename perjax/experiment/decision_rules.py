@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from perjax.errors import DataError
-from perjax.experiment.predict import median_labels
+from perjax.experiment.predict import median_labels, numeric_labels
 from perjax.experiment.seeded import read_records
 from perjax.metrics import compute_metrics
 
@@ -44,8 +44,7 @@ def main(argv=None) -> int:
     try:
       records = read_records(d)
       labels = list(records[0].get("label_probs", {})) if records else []
-      numeric = all(l.replace(".", "", 1).isdigit() for l in labels)
-      metrics = ("MAE", "RMSE") if numeric else ("accuracy",)
+      metrics = ("MAE", "RMSE") if numeric_labels(labels) else ("accuracy",)
       for rule, scores in rule_metrics(records, metrics).items():
         print(f"{d}\t{rule}\t" + "\t".join(f"{k}={v:.4f}" for k, v in scores.items()))
     except DataError as e:

@@ -143,7 +143,7 @@ def median_labels(scores, labels) -> list[str]:
   return [labels[order[i]] for i in first]
 
 
-def _numeric(labels) -> bool:
+def numeric_labels(labels) -> bool:
   try:
     [float(l) for l in labels]
   except ValueError:
@@ -171,7 +171,7 @@ def predict_with_scores(generator, codec, prompts, group_ids, labels, settings: 
   if mode in ("label_likelihood", "label_median"):
     if not labels:
       raise ConfigError(f"predict.mode={mode} needs a task with a label set")
-    if mode == "label_median" and not _numeric(labels):
+    if mode == "label_median" and not numeric_labels(labels):
       raise ConfigError(f"predict.mode=label_median needs numeric labels, got {list(labels)[:5]}")
     preds, scores = rank_labels(generator, codec, prompts, group_ids, labels, settings,
                                 level_ids)
