@@ -3,13 +3,15 @@ runs a `perjax` command as P processes on one machine (CPU, gloo collectives).
 
 A launched process finds its place in the environment: `PERJAX_COORDINATOR` (host:port of
 process 0), `PERJAX_PROCESSES` and `PERJAX_PROCESS_ID`; `initialize_from_env()` joins it. On a
-real cluster call `jax.distributed.initialize()` instead (see docs/scaling.md).
+real cluster `initialize_cluster()` calls `jax.distributed.initialize()` with no arguments, which
+reads them from the cluster's own environment (see docs/scaling.md).
 """
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import jax
 import numpy as np
@@ -17,6 +19,12 @@ import numpy as np
 from perjax.errors import PerjaxError
 
 ENV_COORDINATOR, ENV_PROCESSES, ENV_ID = "PERJAX_COORDINATOR", "PERJAX_PROCESSES", "PERJAX_PROCESS_ID"
+# How long a process that is done waits at exit for the others: in an experiment process 0
+# evaluates alone after training, and that can take hours on a CPU.
+SHUTDOWN_TIMEOUT_S = 12 * 3600
+# How long the other processes of a local launch get to stop on their own once one has failed
+# (they are then killed: they would wait for the failed one in a collective).
+_FAILURE_GRACE_S = 5.0
 
 
 def in_cluster() -> bool:
@@ -28,7 +36,41 @@ def initialize_from_env() -> None:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=os.environ[ENV_COORDINATOR],
                              num_processes=int(os.environ[ENV_PROCESSES]),
-                             process_id=int(os.environ[ENV_ID]))
+                             process_id=int(os.environ[ENV_ID]),
+                             shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)
+
+
+def initialize_cluster() -> None:
+  """Joins the processes of a real cluster: `jax.distributed.initialize()` with no arguments
+  finds the coordinator, process count and id in the environment (Slurm, Cloud TPU, Open MPI,
+  Kubernetes JobSet; or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU clusters; others ignore it
+  try:
+    jax.distributed.initialize(shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)
+  except (ValueError, RuntimeError) as e:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise PerjaxError(f"jax.distributed.initialize() found no cluster to join ({reason}); "
+                      "start this on every host with the cluster's launcher (srun, ...), or "
+                      "use --processes P on one machine") from None
+
+
+def is_primary() -> bool:
+  """Whether this is process 0 (also true without jax.distributed): the one that writes."""
+  return jax.process_index() == 0
+
+
+def join(argv, processes: int, cluster: bool = False) -> str | None:
+  """The start of a command that can run as several processes (`--processes P`,
+  `--distributed`): joins this process to the others and returns None (the command goes on
+  here), or, in the process the user started with `--processes P`, launches the P processes
+  and returns process 0's output (the command is done)."""
+  if cluster:
+    initialize_cluster()
+  elif processes > 1:
+    if not in_cluster():
+      return launch_local(argv, processes)
+    initialize_from_env()
+  return None
 
 
 def _free_port() -> int:
@@ -51,17 +93,14 @@ def launch_local(argv, processes: int, timeout: float = 1800) -> str:
       err = open(os.path.join(logs, f"{i}.err"), "w")
       procs.append((subprocess.Popen([sys.executable, "-m", "perjax", *argv], env=env,
                                      stdout=out, stderr=err), out, err))
-    codes = []
-    for proc, out, err in procs:
-      try:
-        codes.append(proc.wait(timeout=timeout))
-      except subprocess.TimeoutExpired:
-        for p, _, _ in procs:
-          p.kill()
-        raise PerjaxError(f"a process of {processes} ran past {timeout:.0f} s") from None
-      finally:
+    try:
+      codes = _wait_all([p for p, _, _ in procs], timeout)
+    finally:
+      for _, out, err in procs:
         out.close()
         err.close()
+    if codes is None:
+      raise PerjaxError(f"a process of {processes} ran past {timeout:.0f} s")
     for i, code in enumerate(codes):
       if code:
         lines = open(os.path.join(logs, f"{i}.err")).read().strip().splitlines()
@@ -69,6 +108,27 @@ def launch_local(argv, processes: int, timeout: float = 1800) -> str:
                           f"{lines[-1] if lines else 'no error output'}")
     out = open(os.path.join(logs, "0.out")).read().splitlines(keepends=True)
     return "".join(line for line in out if not line.startswith("[Gloo]"))  # gloo's own chatter
+
+
+def _wait_all(procs, timeout: float) -> list | None:
+  """The exit codes of `procs` (None if they ran past `timeout`: all killed). Once one fails,
+  the others get a few seconds, then are killed; those get code None, so that the failure
+  reported is the one that started it."""
+  deadline, failed_at = time.monotonic() + timeout, None
+  while True:
+    codes = [p.poll() for p in procs]
+    if all(c is not None for c in codes):
+      return codes
+    now = time.monotonic()
+    if failed_at is None and any(c for c in codes):
+      failed_at = now
+    if now > deadline or (failed_at is not None and now - failed_at > _FAILURE_GRACE_S):
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+      return None if failed_at is None else codes
+    time.sleep(0.05)
 
 
 def _is_key(x) -> bool:
@@ -87,6 +147,21 @@ def replicate(tree, shardings):
   if isinstance(shardings, jax.sharding.Sharding):
     return jax.tree.map(lambda x: one(x, shardings), tree)
   return jax.tree.map(one, tree, shardings)
+
+
+def local_copy(tree):
+  """The inverse of `replicate`: global arrays that every process holds whole (replicated) as
+  arrays of this process's first device, for work that runs in one process (evaluation)."""
+  def one(x):
+    if _is_key(x):
+      return jax.random.wrap_key_data(one(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return x
+    if not x.is_fully_replicated:
+      raise ValueError(f"an array of shape {x.shape} is split over processes: no process holds "
+                       "it whole")
+    return x.addressable_data(0)
+  return jax.tree.map(one, tree)
 
 
 def process_slice(sharding, shape) -> tuple:

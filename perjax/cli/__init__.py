@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)  # to launch this command again
   try:
     code = args.func(args)
   except (PerjaxError, UnknownNameError) as e:

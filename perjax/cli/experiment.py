@@ -46,6 +46,7 @@ def register(subparsers):
       "run", help="train and evaluate one experiment config"))
   p.add_argument("config", help="config file, optionally with :key=value,... arguments")
   p.add_argument("--workdir", required=True, help="output folder (resumes if it exists)")
+  _processes_arguments(p)
   p.set_defaults(func=run, overrides={})
   s = _accepting_overrides(subparsers.add_parser(
       "sweep", help="run every override set of a config file's sweep(add)"))
@@ -60,12 +61,44 @@ def register(subparsers):
   s.set_defaults(func=sweep, overrides={})
 
 
+def _processes_arguments(parser):
+  parser.add_argument("--processes", type=int, default=1, metavar="P",
+                      help="run as P local JAX processes joined by jax.distributed (CPU: gloo "
+                           "collectives), training data parallel over them")
+  parser.add_argument("--distributed", action="store_true",
+                      help="join the processes of a cluster (one per host, started by its "
+                           "launcher, e.g. srun): jax.distributed.initialize() reads the "
+                           "coordinator, count and id from the environment")
+
+
+def _join(args, config) -> str | None:
+  """Joins the run's processes (None), or launches them and returns process 0's output."""
+  from perjax import distributed
+  from perjax.errors import ConfigError
+  from perjax.experiment.distributed_run import check_batch
+  if args.processes < 1:
+    raise ConfigError(f"--processes must be >= 1, got {args.processes}")
+  if args.distributed and args.processes > 1:
+    raise ConfigError("--distributed takes the process count from the cluster: drop --processes")
+  check_batch(config, args.processes)
+  out = distributed.join(args.argv, args.processes, cluster=args.distributed)
+  if args.distributed:
+    import jax
+    check_batch(config, jax.process_count())
+  return out
+
+
 def run(args):
-  from perjax import experiment
+  from perjax import distributed, experiment
   config = experiment.load_config(args.config, args.overrides)
+  launched = _join(args, config)
+  if launched is not None:  # the launcher: process 0 printed the metrics
+    print(launched, end="")
+    return 0
   metrics = experiment.train_and_evaluate(config, args.workdir)
   from perjax import strict_json
-  print(strict_json.dumps(metrics, what="metric"))
+  if distributed.is_primary():
+    print(strict_json.dumps(metrics, what="metric"))
   return 0
 
 

@@ -20,7 +20,7 @@ from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import kinds, protocol, tracking
+from perjax.experiment import distributed_run, kinds, protocol, tracking
 from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
 from perjax.experiment.example_inputs import example_inputs
@@ -157,15 +157,18 @@ def train_and_evaluate(config, workdir) -> dict:
   workdir = Path(workdir)
   recipe = check_run(config)
   check_settings(config, trains=recipe.trains)  # before the workdir is touched
+  if distributed_run.is_follower():  # another process of a jax.distributed run: process 0 owns
+    return distributed_run.follow(lambda: _run(config, workdir, recipe))  # the workdir
   # The whole run holds the workdir's lock: claim, finished check and outputs cannot interleave
   # with another run's.
-  with WorkdirLock(workdir):
+  with distributed_run.lead() as lead, WorkdirLock(workdir):
     claim(workdir, cfg.to_json(config))
     metrics = finished_metrics(workdir)
     if metrics is not None:
       print(f"{workdir}: finished already", file=sys.stderr)
       return metrics
     check_writable(workdir)  # now, not after training: the checkpoints must be writable
+    lead.go()
     with tracking.Tracker.from_config(workdir, config) as tracker, tracking.active(tracker):
       return _run(config, workdir, recipe)
 
@@ -201,9 +204,10 @@ def _run(config, workdir: Path, recipe) -> dict:
   # user never seen in training then still has their persona's row (the nearest persona)
   level_groups = {level: fit_grouping(GRANULARITIES.get(level)) for level in recipe.levels}
   # each level's row names (a persona's label, say), so exports can name rows
-  (workdir / GROUPS_FILE).write_text(strict_json.dumps(
-      {lv or config.granularity: list(g.names) for lv, g in {None: groups, **level_groups}.items()},
-      what="group name", indent=1) + "\n")
+  if not distributed_run.is_follower():
+    (workdir / GROUPS_FILE).write_text(strict_json.dumps(
+        {lv or config.granularity: list(g.names)
+         for lv, g in {None: groups, **level_groups}.items()}, what="group name", indent=1) + "\n")
   model, tokenizer = load_model(config, personal_builder(recipe, groups, level_groups))
   if config.init.adapter:  # every row starts from a published adapter (resumes override it)
     from perjax.export.adapters import init_from
@@ -248,6 +252,8 @@ def _run(config, workdir: Path, recipe) -> dict:
     trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
     model = recipe.finish_training(model, groups.names)  # e.g. adapters merged per user
     generator.refresh(model)
+  if distributed_run.is_follower():  # process 0 evaluates and writes (distributed_run)
+    return {}
   metrics, records = kind.evaluate(generator, codec, prompts, eval_examples, group_ids, task,
                                    split, settings, state, eval_levels)
   tracking.current().scalars(config.train.steps if recipe.trains else 0,

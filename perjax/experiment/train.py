@@ -16,6 +16,7 @@ from perjax.experiment import tracking
 from perjax.experiment.settings import TrainSettings
 from perjax.models.personal import per_example_array
 from perjax.training import optim
+from perjax.training.across_processes import AcrossProcesses
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
 
@@ -73,17 +74,24 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
   tx = optim.make_optimizer(tc.optimizer, tc.lr)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable,
                                                            train_base=train_base)
-  step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups)
+  spread, step_kwargs = None, {}
+  if jax.process_count() > 1:  # one SPMD step over every process's devices (jax.distributed)
+    spread = AcrossProcesses(state, batch_at(0))
+    state, step_kwargs = spread.state(state), spread.step_kwargs()
+  step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups, **step_kwargs)
   # Two kept: when the newest is damaged, restore falls back to the one before it.
   with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:
     state = ckpt.resume(state)
     start = int(state.step)
     key = jax.random.key(tc.seed)
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
-               dynamic_ncols=True)
+               dynamic_ncols=True, disable=jax.process_index() != 0)
     for s in bar:
-      batch = batch_at(s)
-      state, metrics = step_fn(state, batch, jax.random.fold_in(key, s))
+      batch, rng = batch_at(s), jax.random.fold_in(key, s)
+      if spread is None:
+        state, metrics = step_fn(state, batch, rng)
+      else:
+        state, metrics = step_fn(state, spread.batch(batch), spread.key(rng))
       loss = float(metrics["loss"])
       if not math.isfinite(loss):  # raised before saving: the last good checkpoint stays
         raise TrainingDiverged(s + 1, f"the loss became {loss}", ckpt.latest_step())
@@ -96,4 +104,4 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
         if not _all_finite(state):  # an update can overflow after a finite loss
           raise TrainingDiverged(s + 1, "the parameters became non-finite", ckpt.latest_step())
         ckpt.save(state, force=True)
-  return merge_model(graphdef, state)
+  return merge_model(graphdef, state if spread is None else spread.local(state))
