@@ -1,50 +1,94 @@
 """What an item-plus-user-bias estimate reaches on the MovieLens rating task, outside any model:
 the ceiling of the "other users' ratings of the movie plus the user's own bias" route
-(docs/results.md). Reads the same data set and splits as experiments/movielens_rating.py.
+(docs/results.md), and whether even it beats the user's mean rating significantly. Reads the
+same data set and splits as experiments/movielens_rating.py.
 
   python docs/analysis/movielens_cf_ceiling.py
 
 Prediction per example: the global mean of every pool rating, plus the movie's shrunk offset
 (other users' ratings only, shrinkage 3), plus the user's mean offset from the (shrunk) item
 means over their own history (never the item predicted nor anything after it), rounded to a
-whole star. Beside it: the user's mean and median rating, rounded.
+whole star. Two pools of other users' ratings: the task's own (what global retrieval can
+bring: the profiles of the 200 drawn users) and every rating in ratings.csv dated before the
+predicted one. Beside them: the user's mean and median rating, rounded. `p` is the one-sided
+paired bootstrap p-value (perjax.stats, 1,000 resamples) that the estimate beats the user
+mean, on the whole split and on the 500 test examples the runs score (`data.max_test`).
 """
 import collections
+import csv
 import statistics
 
 from perjax.data import load_dataset
+from perjax.data.files import data_root
+from perjax.data.movielens import _describe, _movies, round_rating
 from perjax.data.own_history import own_history_pairs
+from perjax.experiment.runner import subsample
+from perjax.stats import paired_bootstrap
 
 SHRINK = 3
+SCORED = 500  # experiments/movielens_rating.py's data.max_test, drawn with sample_seed 0
+
+
+def task_pool(task):
+  """movie -> [(user, rating, time)] from every profile of the task (global retrieval's pool)."""
+  by_movie, seen = collections.defaultdict(list), set()
+  for e in (e for split in task.splits.values() for e in split):
+    for it in e.profile:
+      if (e.user_id, it.id) not in seen:
+        seen.add((e.user_id, it.id))
+        by_movie[it.fields["movie"]].append((e.user_id, int(it.fields["rating"]), it.time))
+  return by_movie
+
+
+def full_pool():
+  """movie -> [(user, rating, time)] from all of ratings.csv."""
+  root = data_root(None) / "movielens"
+  movies, by_movie = _movies(root), collections.defaultdict(list)
+  with open(root / "ratings.csv") as f:
+    for uid, mid, stars, ts in list(csv.reader(f))[1:]:
+      by_movie[_describe(movies, mid, root)].append((f"ml{uid}", round_rating(float(stars)),
+                                                     float(ts)))
+  return by_movie
+
+
+def estimates(task, examples, by_movie, before_time: bool):
+  overall = statistics.mean(r for ratings in by_movie.values() for _, r, _ in ratings)
+  rnd = lambda x: str(min(5, max(1, int(x + 0.5))))
+
+  def item_mean(movie, user, t):
+    others = [r for u, r, ti in by_movie.get(movie, [])
+              if u != user and not (before_time and ti is not None and ti >= t)]
+    return overall + (sum(others) - len(others) * overall) / (len(others) + SHRINK)
+
+  out = collections.defaultdict(dict)
+  for e in examples:
+    history = own_history_pairs(task, e)
+    ratings = [int(t) for _, t, _ in history]
+    bias = statistics.mean(int(t) - item_mean(m, e.user_id, e.time) for m, t, _ in history)
+    out["user_mean"][e.id] = rnd(statistics.mean(ratings))
+    out["user_median"][e.id] = str(statistics.median_low(ratings))
+    out["item_plus_user_bias"][e.id] = rnd(item_mean(e.input, e.user_id, e.time) + bias)
+  return out
 
 
 def main():
   task = load_dataset("movielens-rating", split="user", seed=0)
-  sources = [e for split in task.splits.values() for e in split]
-  by_movie, seen = collections.defaultdict(list), set()
-  for e in sources:
-    for it in e.profile:
-      if (e.user_id, it.id) not in seen:
-        seen.add((e.user_id, it.id))
-        by_movie[it.fields["movie"]].append((e.user_id, int(it.fields["rating"])))
-  overall = statistics.mean(r for ratings in by_movie.values() for _, r in ratings)
-  rnd = lambda x: min(5, max(1, int(x + 0.5)))
-
-  def item_mean(movie, user):
-    others = [r for u, r in by_movie.get(movie, []) if u != user]
-    return overall + (sum(others) - len(others) * overall) / (len(others) + SHRINK)
-
+  pools = {"task pool": (task_pool(task), False), "all ratings, earlier only": (full_pool(), True)}
+  print("| split | pool | examples | user mean | user median | item + user bias | p |")
+  print("|---|---|---|---|---|---|---|")
   for split in ("dev", "test"):
-    errors = collections.defaultdict(list)
-    for e in task.splits[split]:
-      gold, history = int(e.target), own_history_pairs(task, e)
-      ratings = [int(t) for _, t, _ in history]
-      bias = statistics.mean(int(t) - item_mean(m, e.user_id) for m, t, _ in history)
-      errors["user_mean"].append(abs(rnd(statistics.mean(ratings)) - gold))
-      errors["user_median"].append(abs(statistics.median_low(ratings) - gold))
-      errors["item_plus_user_bias"].append(abs(rnd(item_mean(e.input, e.user_id) + bias) - gold))
-    print(split, len(task.splits[split]),
-          {k: round(statistics.mean(v), 4) for k, v in errors.items()})
+    for name, (pool, before) in pools.items():
+      subsets = {split: task.splits[split]}
+      if split == "test":
+        subsets["test, scored 500"] = subsample(task.splits[split], SCORED, 0)
+      for label, examples in subsets.items():
+        golds = {e.id: e.target for e in examples}
+        preds = estimates(task, examples, pool, before)
+        mae = {k: statistics.mean(abs(int(v[i]) - int(g)) for i, g in golds.items())
+               for k, v in preds.items()}
+        p = paired_bootstrap(preds["item_plus_user_bias"], preds["user_mean"], golds, "MAE")
+        print(f"| {label} | {name} | {len(examples)} | {mae['user_mean']:.4f} | "
+              f"{mae['user_median']:.4f} | {mae['item_plus_user_bias']:.4f} | {p:.3f} |")
 
 
 if __name__ == "__main__":
