@@ -58,6 +58,8 @@ class PromptContext:
   # input; the item's fields): LaMP's per-task ones (perjax.data.lamp_prompts)
   query: "Callable[[PersonalizedExample], str] | None" = None
   item_text: "Callable[[ProfileItem], str] | None" = None
+  # how a profile item becomes the task's (input, answer) pair (Task.profile_pair), or None
+  pair: "Callable[[ProfileItem], tuple[str, str] | None] | None" = None
 
   def tokens(self, text: str) -> int:
     """`text`'s length in tokens: the run's tokenizer, else an estimate of one token per three

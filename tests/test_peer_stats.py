@@ -1,0 +1,61 @@
+"""peer_stats: other users' answers for the same input, and the user's bias, computed by hand."""
+import pytest
+
+from perjax.data.pairs import FieldPair
+from perjax.data.schema import PersonalizedExample, Profile, ProfileItem
+from perjax.errors import ConfigError
+from perjax.grouping import GroupingContext
+from perjax.pools import Pools
+from perjax.prompting import PromptContext
+from perjax.registry import GRANULARITIES, METHODS, load_plugins
+
+load_plugins()
+PAIR = FieldPair("movie", "rating")
+OPTIONS = {"shrink": 2.0, "top": 2}
+
+
+def user(name, ratings, target_movie, target):
+  items = tuple(ProfileItem(f"{name}-{m}", {"movie": m, "rating": r}, time=float(t))
+                for t, (m, r) in enumerate(ratings.items()))
+  return PersonalizedExample(f"{name}-ex", name, target_movie, target, Profile(items), time=99.0)
+
+
+def prompts(examples, pair=PAIR, options=OPTIONS):
+  everyone = GRANULARITIES.get("global").fit(examples, GroupingContext(options={}))
+  ctx = PromptContext(options=options, split="test", pools=Pools(examples, everyone), pair=pair)
+  return METHODS.get("peer_stats").prompt(examples, [e.input for e in examples], ctx)
+
+
+def test_numeric_answers_give_the_item_mean_and_the_users_bias():
+  a = user("a", {"Up": "4", "Heat": "2"}, "Alien", "5")
+  b = user("b", {"Up": "2", "Alien": "3"}, "Heat", "1")
+  c = user("c", {"Alien": "5", "Heat": "4", "Up": "3"}, "Jaws", "4")
+  out = dict(zip("abc", prompts([a, b, c])))
+  # Alien: b 3, c 5 -> 2 others, mean 4.0; a's own answer (5, the target) is nowhere
+  assert out["a"].startswith("Other users' ratings of this: 2, mean 4.0.\n")
+  assert out["a"].endswith("\n\nAlien")
+  # pool mean over all 7 answers; a's bias over Up (others: b 2, c 3) and Heat (others: c 4)
+  mean = (4 + 2 + 2 + 3 + 5 + 4 + 3) / 7
+  shrunk = lambda xs: (sum(xs) + 2.0 * mean) / (len(xs) + 2.0)
+  bias = ((4 - shrunk([2, 3])) + (2 - shrunk([4]))) / 2
+  assert f"run {abs(bias):.1f} {'above' if bias >= 0 else 'below'}" in out["a"]
+  assert "(2 items)" in out["a"]
+  assert out["c"].startswith("Other users' ratings of this: 0.\n")  # nobody else rated Jaws
+
+
+def test_label_answers_are_counted_most_frequent_first():
+  a = user("a", {"q1": "red"}, "q2", "blue")
+  b = user("b", {"q2": "blue"}, "q1", "red")
+  c = user("c", {"q2": "blue", "q1": "green"}, "q3", "red")
+  d = user("d", {"q2": "red"}, "q4", "red")
+  out = prompts([a, b, c, d])
+  assert out[0].startswith("Other users' answers to this: blue (2), red (1).\n")
+  assert out[2].startswith("Other users' answers to this: none.\n")
+
+
+def test_a_task_without_pairs_and_bad_options_are_config_errors():
+  a = user("a", {"Up": "4"}, "Alien", "5")
+  with pytest.raises(ConfigError, match="profile_pair"):
+    prompts([a], pair=None)
+  with pytest.raises(ConfigError, match="shrink must be >= 0"):
+    prompts([a], options={"shrink": -1, "top": 2})
