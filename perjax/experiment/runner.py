@@ -123,7 +123,7 @@ def build_prompts(recipe, pools, examples, split, config, labels=None,
       system=system,
       seed=config.seed, encoder=lambda: _encoder(config.encoder),
       query=getattr(task, "query", None), item_text=getattr(task, "item_text", None),
-      **(stage.fields() if stage is not None else {}))
+      pair=getattr(task, "profile_pair", None), **(stage.fields() if stage is not None else {}))
   suffix = fill_labels(config.prompt.suffix, labels)
   return [Prompt(p.text + suffix, p.system)
           for p in recipe.prompts(examples, make_ctx, system)]
