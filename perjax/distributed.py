@@ -6,11 +6,14 @@ process 0), `PERJAX_PROCESSES` and `PERJAX_PROCESS_ID`; `initialize_from_env()` 
 real cluster `initialize_cluster()` calls `jax.distributed.initialize()` with no arguments, which
 reads them from the cluster's own environment (see docs/scaling.md).
 """
+import codecs
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import jax
@@ -59,6 +62,25 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
+_said = itertools.count()
+
+
+def from_primary(value: str = "") -> str:
+  """Process 0's `value`, returned in every process (the others' argument is ignored). It goes
+  through the coordination service's key-value store rather than a collective, so the others
+  may wait for it for hours (process 0 evaluating alone). Every process must make the same
+  sequence of calls."""
+  from jax._src import distributed as jax_distributed  # its client: orbax's multi-host code uses
+  client = jax_distributed.global_state.client        # it the same way
+  if client is None:  # one process
+    return value
+  key = f"perjax/from_primary/{next(_said)}"
+  if is_primary():
+    client.key_value_set(key, value)
+    return value
+  return client.blocking_key_value_get(key, SHUTDOWN_TIMEOUT_S * 1000)
+
+
 def join(argv, processes: int, cluster: bool = False) -> str | None:
   """The start of a command that can run as several processes (`--processes P`,
   `--distributed`): joins this process to the others and returns None (the command goes on
@@ -68,7 +90,7 @@ def join(argv, processes: int, cluster: bool = False) -> str | None:
     initialize_cluster()
   elif processes > 1:
     if not in_cluster():
-      return launch_local(argv, processes)
+      return launch_local(argv, processes, timeout=None, echo_stderr=True)
     initialize_from_env()
   return None
 
@@ -79,23 +101,32 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch_local(argv, processes: int, timeout: float = 1800) -> str:
+def launch_local(argv, processes: int, timeout: float | None = 1800,
+                 echo_stderr: bool = False) -> str:
   """Run `perjax ARGV` as `processes` local CPU processes joined by jax.distributed; returns
   process 0's standard output, less gloo's connection lines (raises with a failing process's
-  last error line)."""
+  last error line). `timeout`: seconds, None for no limit; `echo_stderr`: process 0's standard
+  error (progress bars, notes) also goes to this process's, as it comes."""
   coordinator = f"localhost:{_free_port()}"
   with tempfile.TemporaryDirectory() as logs:
-    procs = []
+    procs, echoes = [], []
     for i in range(processes):
       env = {**os.environ, ENV_COORDINATOR: coordinator, ENV_PROCESSES: str(processes),
              ENV_ID: str(i), "JAX_PLATFORMS": "cpu"}
       out = open(os.path.join(logs, f"{i}.out"), "w")
       err = open(os.path.join(logs, f"{i}.err"), "w")
-      procs.append((subprocess.Popen([sys.executable, "-m", "perjax", *argv], env=env,
-                                     stdout=out, stderr=err), out, err))
+      echo = echo_stderr and i == 0
+      proc = subprocess.Popen([sys.executable, "-m", "perjax", *argv], env=env, stdout=out,
+                              stderr=subprocess.PIPE if echo else err)
+      if echo:
+        echoes.append(threading.Thread(target=_tee, args=(proc.stderr, err), daemon=True))
+        echoes[-1].start()
+      procs.append((proc, out, err))
     try:
       codes = _wait_all([p for p, _, _ in procs], timeout)
     finally:
+      for thread in echoes:
+        thread.join()
       for _, out, err in procs:
         out.close()
         err.close()
@@ -110,11 +141,23 @@ def launch_local(argv, processes: int, timeout: float = 1800) -> str:
     return "".join(line for line in out if not line.startswith("[Gloo]"))  # gloo's own chatter
 
 
-def _wait_all(procs, timeout: float) -> list | None:
+def _tee(pipe, log) -> None:
+  """Copies a child's standard error to ours and to its log file, until it closes."""
+  decode = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a chunk may end mid-char
+  while chunk := os.read(pipe.fileno(), 4096):
+    text = decode.decode(chunk)
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    log.write(text)
+  pipe.close()
+
+
+def _wait_all(procs, timeout: float | None) -> list | None:
   """The exit codes of `procs` (None if they ran past `timeout`: all killed). Once one fails,
   the others get a few seconds, then are killed; those get code None, so that the failure
   reported is the one that started it."""
-  deadline, failed_at = time.monotonic() + timeout, None
+  deadline = float("inf") if timeout is None else time.monotonic() + timeout
+  failed_at = None
   while True:
     codes = [p.poll() for p in procs]
     if all(c is not None for c in codes):

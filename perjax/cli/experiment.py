@@ -58,6 +58,7 @@ def register(subparsers):
   s.add_argument("--seeds", type=int, default=None, metavar="N",
                  help="run each cell with seeds 0..N-1; results get mean, std, 95%% CI and "
                       "significance against zero_shot, beside trivial baselines")
+  _processes_arguments(s)
   s.set_defaults(func=sweep, overrides={})
 
 
@@ -71,8 +72,9 @@ def _processes_arguments(parser):
                            "coordinator, count and id from the environment")
 
 
-def _join(args, config) -> str | None:
-  """Joins the run's processes (None), or launches them and returns process 0's output."""
+def _join(args, config=None) -> str | None:
+  """Joins the run's processes (None), or launches them and returns process 0's output.
+  `config`: the run's, to check its batch before launching (a sweep's runs check their own)."""
   from perjax import distributed
   from perjax.errors import ConfigError
   from perjax.experiment.distributed_run import check_batch
@@ -80,12 +82,9 @@ def _join(args, config) -> str | None:
     raise ConfigError(f"--processes must be >= 1, got {args.processes}")
   if args.distributed and args.processes > 1:
     raise ConfigError("--distributed takes the process count from the cluster: drop --processes")
-  check_batch(config, args.processes)
-  out = distributed.join(args.argv, args.processes, cluster=args.distributed)
-  if args.distributed:
-    import jax
-    check_batch(config, jax.process_count())
-  return out
+  if config is not None:
+    check_batch(config, args.processes)
+  return distributed.join(args.argv, args.processes, cluster=args.distributed)
 
 
 def run(args):
@@ -104,7 +103,15 @@ def run(args):
 
 def sweep(args):
   from pathlib import Path
-  from perjax import experiment
+  from perjax import distributed, experiment
+  if not args.dry_run:
+    launched = _join(args)
+    if launched is not None:  # the launcher: process 0 printed the results
+      print(launched, end="")
+      return 0
+    if not distributed.is_primary():  # process 0 writes and prints the results
+      experiment.run_sweep(args.config, args.workdir, args.overrides, seeds=args.seeds)
+      return 0
   rows = experiment.run_sweep(args.config, args.workdir, args.overrides, dry_run=args.dry_run,
                               seeds=args.seeds)
   if args.dry_run:

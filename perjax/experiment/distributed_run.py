@@ -11,18 +11,19 @@ done), so a killed run resumes as a one-process run does.
 Process 0 alone owns the workdir: it holds the lock, writes config.json, TensorBoard and every
 output, and evaluates the trained model (the others hold the same parameters, so evaluating on
 one process gives the one-process run's predictions). Before training, process 0 tells the
-others whether the run goes ahead (`lead`/`follow`): not when it failed to claim the workdir
-or found the run finished already.
+others whether the run goes ahead (`lead`/`follow`, through the coordination service's
+key-value store): not when it failed to claim the workdir or found the run finished already.
+A sweep runs its runs in the same order in every process (no skipping of runs another sweep
+holds) and process 0 writes the results.
 """
 import contextlib
 
 import jax
-import numpy as np
 
 from perjax import distributed
 from perjax.errors import ConfigError
 
-_STOP, _GO = 0, 1
+_STOP, _GO = "stop", "go"
 
 
 def check_batch(config, processes: int) -> None:
@@ -33,9 +34,9 @@ def check_batch(config, processes: int) -> None:
                       f"use a multiple of {processes}")
 
 
-def _tell(decision: int) -> int:
-  from jax.experimental import multihost_utils
-  return int(multihost_utils.broadcast_one_to_all(np.int32(decision)))
+def check_processes(config) -> None:
+  """`check_batch` for the processes this one belongs to (any number of hosts)."""
+  check_batch(config, jax.process_count())
 
 
 class _Lead:
@@ -46,7 +47,7 @@ class _Lead:
     """The run goes ahead: the other processes start it too."""
     if not self.told:
       self.told = True
-      _tell(_GO)
+      distributed.from_primary(_GO)
 
 
 @contextlib.contextmanager
@@ -59,12 +60,16 @@ def lead():
   finally:
     if not lead.told:
       lead.told = True
-      _tell(_STOP)
+      distributed.from_primary(_STOP)
 
 
 def follow(run):
   """The other processes' side: `run()` if process 0 goes ahead, else {} (process 0 reports)."""
-  return run() if _tell(_STOP) == _GO else {}
+  return run() if distributed.from_primary() == _GO else {}
+
+
+def several_processes() -> bool:
+  return jax.process_count() > 1
 
 
 def is_follower() -> bool:

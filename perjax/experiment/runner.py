@@ -157,6 +157,7 @@ def train_and_evaluate(config, workdir) -> dict:
   workdir = Path(workdir)
   recipe = check_run(config)
   check_settings(config, trains=recipe.trains)  # before the workdir is touched
+  distributed_run.check_processes(config)
   if distributed_run.is_follower():  # another process of a jax.distributed run: process 0 owns
     return distributed_run.follow(lambda: _run(config, workdir, recipe))  # the workdir
   # The whole run holds the workdir's lock: claim, finished check and outputs cannot interleave

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import report, seeded
+from perjax.experiment import distributed_run, report, seeded
 from perjax.experiment.options import check_run
 from perjax.experiment.runner import train_and_evaluate
 from perjax.experiment.validate import check_settings
@@ -89,8 +89,14 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
   done: dict[int, dict] = {}
   # Each run holds its own folder's lock: a run another sweep holds is waited for after the
   # rest, then its metrics are read (or it is resumed, if that sweep died).
-  shared_runs(range(len(configs)), lambda i: workdir / configs[i][0],
-              lambda i: done.update({i: _run_one(i, configs, workdir)}))
+  run = lambda i: done.update({i: _run_one(i, configs, workdir)})
+  if distributed_run.several_processes():  # every process runs the runs in the same order
+    for i in range(len(configs)):
+      run(i)
+    if distributed_run.is_follower():  # process 0 writes the results
+      return []
+  else:
+    shared_runs(range(len(configs)), lambda i: workdir / configs[i][0], run)
   rows = []
   for i in sorted(done):
     name, config = configs[i]

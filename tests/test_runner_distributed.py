@@ -1,0 +1,100 @@
+"""`perjax run --processes P`: the experiment runner as P local JAX processes (jax.distributed,
+gloo on CPU), each supplying its own rows of every batch, trains to the one-process run's
+losses and predictions; process 0 alone writes the workdir; a killed run resumes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiment_tiny import SPEC, cli_overrides
+from perjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+LORA = SPEC + ",method=lora,granularity=user"
+
+
+def _events(path: Path) -> dict[int, float]:
+  """{step: train/loss} of a TensorBoard folder or one event file."""
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  events = EventAccumulator(str(path))
+  events.Reload()
+  return {e.step: e.value for e in events.Scalars("train/loss")}
+
+
+def _command(workdir: Path, processes: int, extra: dict) -> list[str]:
+  return [sys.executable, "-m", "perjax", "run", LORA, "--workdir", str(workdir),
+          "--processes", str(processes), *cli_overrides(extra)]
+
+
+def _env() -> dict:
+  return {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def _answers(workdir: Path) -> list:
+  return [(r["id"], r["prediction"]) for r in map(json.loads, (workdir / "predictions.jsonl")
+                                                  .read_text().splitlines())]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_losses_and_predictions_of_one(tmp_path, capsys):
+  one, two = tmp_path / "one", tmp_path / "two"
+  assert main(["run", LORA, "--workdir", str(one), *cli_overrides()]) == 0
+  done = subprocess.run(_command(two, 2, {}), cwd=ROOT, env=_env(), capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip().splitlines() == [json.dumps(json.loads(
+      (two / "metrics.json").read_text()))]  # process 0's metrics, once
+
+  losses_one, losses_two = _events(one / "tensorboard"), _events(two / "tensorboard")
+  assert sorted(losses_one) == sorted(losses_two) == [1, 2, 3]
+  assert losses_one[3] != losses_one[1]  # it trains: the comparison below is not of constants
+  for step, loss in losses_one.items():
+    assert abs(losses_two[step] - loss) <= 1e-5, (step, loss, losses_two[step])
+  assert _answers(two) == _answers(one)
+  assert (two / "metrics.json").read_text() == (one / "metrics.json").read_text()
+  # process 0 alone wrote the outputs: one event file, and the checkpoints of the steps
+  assert len(list((two / "tensorboard").iterdir())) == 1
+  assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["2", "3"]
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_one_line(tmp_path, capsys):
+  code = main(["run", LORA, "--workdir", str(tmp_path / "w"), "--processes", "2",
+               *cli_overrides({"train.batch_size": 3})])
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and len(err.splitlines()) == 1
+  assert "train.batch_size 3 does not split over 2 processes" in err
+  assert not (tmp_path / "w").exists()  # refused before anything started
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_to_the_one_process_result(tmp_path):
+  """SIGKILL of every process once the first checkpoint is committed; the rerun resumes from
+  it (its own event file starts after it) and ends as the uninterrupted one-process run."""
+  extra = {"train.steps": 6}
+  one, two = tmp_path / "one", tmp_path / "two"
+  assert main(["run", LORA, "--workdir", str(one), *cli_overrides(extra)]) == 0
+  run = subprocess.Popen(_command(two, 2, extra), cwd=ROOT, env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)  # its own group: the launcher and its processes
+  deadline = time.monotonic() + 300
+  while not (two / "checkpoints" / "2").exists():
+    assert run.poll() is None and time.monotonic() < deadline, "no checkpoint 2 was written"
+    time.sleep(0.01)
+  os.killpg(run.pid, signal.SIGKILL)
+  run.wait()
+  assert not (two / "metrics.json").exists()
+
+  done = subprocess.run(_command(two, 2, extra), cwd=ROOT, env=_env(), capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  resumed = max((two / "tensorboard").iterdir(), key=lambda p: p.stat().st_mtime)
+  losses_one, losses_resumed = _events(one / "tensorboard"), _events(resumed)
+  assert min(losses_resumed) > 2 and max(losses_resumed) == 6  # from a checkpoint, not step 0
+  for step, loss in losses_resumed.items():
+    assert abs(loss - losses_one[step]) <= 1e-5, (step, loss, losses_one[step])
+  assert _answers(two) == _answers(one)
