@@ -40,10 +40,17 @@ def _answers(workdir: Path) -> list:
                                                   .read_text().splitlines())]
 
 
-@pytest.mark.slow
-def test_two_processes_give_the_losses_and_predictions_of_one(tmp_path, capsys):
-  one, two = tmp_path / "one", tmp_path / "two"
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+  """The tiny lora run (3 steps) in one process: the reference."""
+  one = tmp_path_factory.mktemp("one") / "run"
   assert main(["run", LORA, "--workdir", str(one), *cli_overrides()]) == 0
+  return one
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_losses_and_predictions_of_one(tmp_path, one_process):
+  one, two = one_process, tmp_path / "two"
   done = subprocess.run(_command(two, 2, {}), cwd=ROOT, env=_env(), capture_output=True,
                         text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
@@ -98,3 +105,38 @@ def test_a_killed_two_process_run_resumes_to_the_one_process_result(tmp_path):
   for step, loss in losses_resumed.items():
     assert abs(loss - losses_one[step]) <= 1e-5, (step, loss, losses_one[step])
   assert _answers(two) == _answers(one)
+
+
+SWEEP = """
+import importlib.util
+spec = importlib.util.spec_from_file_location("qs", {quickstart!r})
+qs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(qs)
+
+def get_config(arg=None):
+  return qs.get_config(arg)
+
+def sweep(add):
+  add(method="zero_shot", granularity="global")
+  add(method="lora", granularity="user")
+"""
+
+
+@pytest.mark.slow
+def test_a_two_process_sweep_runs_each_run_as_two_processes(tmp_path, one_process):
+  from experiment_tiny import QUICKSTART
+  path = tmp_path / "tiny_sweep.py"
+  path.write_text(SWEEP.format(quickstart=QUICKSTART))
+  out = tmp_path / "sweep"
+  done = subprocess.run([sys.executable, "-m", "perjax", "sweep",
+                         f"{path}:smoke,model=tiny-llama", "--workdir", str(out),
+                         "--processes", "2", *cli_overrides()],
+                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout == (out / "results.md").read_text()  # process 0's table, once
+  lora = out / "method=lora,granularity=user"
+  assert _answers(lora) == _answers(one_process)
+  losses = _events(lora / "tensorboard")
+  for step, loss in _events(one_process / "tensorboard").items():
+    assert abs(losses[step] - loss) <= 1e-5, (step, loss, losses[step])
+  assert (out / "method=zero_shot,granularity=global" / "metrics.json").exists()
