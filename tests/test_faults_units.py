@@ -82,6 +82,17 @@ def test_claim_and_finished_check_survive_damaged_files(tmp_path, capsys):
   assert not (tmp_path / "metrics.json").exists()
 
 
+def test_a_run_resumes_after_a_method_it_does_not_use_is_added(tmp_path):
+  old = {"method": "lora", "methods": {"lora": {"rank": 4}}}
+  workdir.claim(tmp_path, json.dumps(old), {"lora"})
+  (tmp_path / "checkpoints").mkdir()
+  # a new method's defaults appear in the resolved config: not another run
+  added = {**old, "methods": {**old["methods"], "new_method": {"k": 1}}}
+  workdir.claim(tmp_path, json.dumps(added), {"lora"})
+  with pytest.raises(ConfigError, match=r"differs in \['methods.lora.rank'\]"):
+    workdir.claim(tmp_path, json.dumps({**added, "methods": {"lora": {"rank": 8}}}), {"lora"})
+
+
 def test_shared_runs_waits_for_held_runs_after_the_rest(tmp_path, monkeypatch):
   holders = {"b": {"pid": 7, "host": "h"}}
   monkeypatch.setattr(workdir, "live_holder", lambda folder: holders.get(folder.name))

@@ -163,7 +163,7 @@ def train_and_evaluate(config, workdir) -> dict:
   # The whole run holds the workdir's lock: claim, finished check and outputs cannot interleave
   # with another run's.
   with distributed_run.lead() as lead, WorkdirLock(workdir):
-    claim(workdir, cfg.to_json(config))
+    claim(workdir, cfg.to_json(config), {m.name for m in recipe.methods})
     metrics = finished_metrics(workdir)
     if metrics is not None:
       print(f"{workdir}: finished already", file=sys.stderr)

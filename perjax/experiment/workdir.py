@@ -192,18 +192,26 @@ def read_json_file(path: Path, what: str):
                       f"{what}") from None
 
 
-def claim(workdir: Path, resolved: str) -> None:
+def _unused_method_option(key: str, used: "set[str] | None") -> bool:
+  """Whether `key` is an option of a method the run does not use (`methods.NAME.OPTION`): a
+  method added to the registry since, or a default changed, does not make the run another."""
+  parts = key.split(".")
+  return used is not None and len(parts) > 2 and parts[0] == "methods" and parts[1] not in used
+
+
+def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) -> None:
   """Writes DIR/config.json, or checks that the run already in progress there has the same
-  config. Call it holding the lock."""
+  config, options of methods outside `used_methods` aside. Call it holding the lock."""
   path = workdir / CONFIG_FILE
   started = (workdir / METRICS_FILE).exists() or (workdir / "checkpoints").exists()
   if path.exists() and started:  # without progress, a failed start's config is just replaced
     old = read_json_file(path, "it names the config of the run in progress there; restore it "
                                "or use a new --workdir")
     new = json.loads(resolved)
-    if old != new:
-      fo, fn = flatten(old), flatten(new)
-      diff = sorted(k for k in fo.keys() | fn.keys() if fo.get(k) != fn.get(k))
+    fo, fn = flatten(old), flatten(new)
+    diff = sorted(k for k in fo.keys() | fn.keys()
+                  if fo.get(k) != fn.get(k) and not _unused_method_option(k, used_methods))
+    if diff:
       raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "
                         "use a new --workdir")
     return
