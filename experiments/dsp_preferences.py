@@ -57,7 +57,9 @@ def sweep(add, arg=None):
   add(method="dpo", granularity="global", **{"train.lr": 1e-3})
   add(method="dpo", granularity="user")  # P-DPO: one adapter per domain
   add(method="pdpo", granularity="user")  # P-DPO with P-RLHF's user model: a user embedding
-  add(method="psoups", granularity="user")
+  # with its default weights (each user's own domain, one-hot) the soup is dpo@user exactly, so
+  # one seed checks that; mixed weights are a user's choice (methods.psoups.weights)
+  add(method="psoups", granularity="user", seeds=1)
   add(method="reward_model", granularity="user")
   if "smoke" not in (arg or ""):  # a global reward model scores symmetric preferences at chance
     add(method="reward_model", granularity="global")
