@@ -1,0 +1,55 @@
+"""This machine's measured matrix-multiply peak, in float32 and bfloat16, for the CPU rooflines
+in docs/benchmarks.md. Runs with JAX (XLA) or with PyTorch (the reference stack's venv):
+
+  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/matmul_peak.py --backend jax
+  /tmp/ref/bin/python docs/bench/matmul_peak.py --backend torch
+
+Shapes: a large square product, and SmolLM2-135M's MLP up-projection at 2,048 tokens (the
+prefill of 16 prompts of 128 tokens). bfloat16 inputs accumulate in float32 where the backend
+allows (XLA: preferred_element_type). Prints one JSON line per shape and dtype: the best GFLOP/s
+over `--repeats` timed calls after a warm-up.
+"""
+import argparse
+import json
+import time
+
+SHAPES = {"square 2048": (2048, 2048, 2048), "mlp up, 2048 tokens": (2048, 576, 1536)}
+
+
+def jax_product(m, k, n, dtype):
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (m, k)).astype(dtype)
+  b = jax.random.normal(jax.random.key(1), (k, n)).astype(dtype)
+  f = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  return lambda: f(a, b).block_until_ready()
+
+
+def torch_product(m, k, n, dtype):
+  import torch
+  a = torch.randn(m, k).to(getattr(torch, dtype))
+  b = torch.randn(k, n).to(getattr(torch, dtype))
+  return lambda: a @ b
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--backend", choices=("jax", "torch"), required=True)
+  p.add_argument("--repeats", type=int, default=10)
+  args = p.parse_args()
+  make = jax_product if args.backend == "jax" else torch_product
+  for name, (m, k, n) in SHAPES.items():
+    for dtype in ("float32", "bfloat16"):
+      call = make(m, k, n, dtype)
+      call()  # compile / warm up
+      best = float("inf")
+      for _ in range(args.repeats):
+        t = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t)
+      print(json.dumps({"backend": args.backend, "shape": name, "dtype": dtype,
+                        "gflop_per_s": round(2 * m * k * n / best / 1e9, 1)}))
+
+
+if __name__ == "__main__":
+  main()
