@@ -45,8 +45,9 @@ def initialize_from_env() -> None:
 
 def initialize_cluster() -> None:
   """Joins the processes of a real cluster: `jax.distributed.initialize()` with no arguments
-  finds the coordinator, process count and id in the environment (Slurm, Cloud TPU, Open MPI,
-  Kubernetes JobSet; or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)."""
+  finds the coordinator, process count and id in the environment of a cluster it knows
+  (Slurm, Cloud TPU, Open MPI, Kubernetes). Elsewhere set PERJAX_COORDINATOR, PERJAX_PROCESSES
+  and PERJAX_PROCESS_ID on each host and pass `--processes H` (`initialize_from_env`)."""
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU clusters; others ignore it
   try:
     jax.distributed.initialize(shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)

@@ -140,3 +140,40 @@ def test_a_two_process_sweep_runs_each_run_as_two_processes(tmp_path, one_proces
   for step, loss in _events(one_process / "tensorboard").items():
     assert abs(losses[step] - loss) <= 1e-5, (step, loss, losses[step])
   assert (out / "method=zero_shot,granularity=global" / "metrics.json").exists()
+
+
+def _free_slurm_job_id() -> int:
+  """A job id whose coordinator port (JAX's Slurm rule: 61440 + id % 4096) is free now."""
+  import socket
+  for job in range(1, 4096):
+    with socket.socket() as s:
+      try:
+        s.bind(("localhost", 61440 + job))
+      except OSError:
+        continue
+      return job
+  pytest.skip("no free port for the coordinator")
+
+
+@pytest.mark.slow
+def test_distributed_joins_a_cluster_from_its_environment(tmp_path, one_process):
+  """`--distributed` in each of 2 processes with a Slurm task's environment (one host):
+  jax.distributed.initialize() finds its place there, and the run is the 1-process run."""
+  workdir, job = tmp_path / "slurm", _free_slurm_job_id()
+  command = [sys.executable, "-m", "perjax", "run", LORA, "--workdir", str(workdir),
+             "--distributed", *cli_overrides()]
+  tasks = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**_env(), "SLURM_JOB_ID": str(job),
+                                            "SLURM_STEP_NODELIST": "localhost",
+                                            "SLURM_NTASKS": "2", "SLURM_PROCID": str(i),
+                                            "SLURM_LOCALID": str(i)})
+           for i in range(2)]
+  outputs = [task.communicate(timeout=600) for task in tasks]
+  assert [task.returncode for task in tasks] == [0, 0], outputs[0][1][-2000:]
+  metrics = (workdir / "metrics.json").read_text()
+  assert json.loads(outputs[0][0].strip().splitlines()[-1]) == json.loads(metrics)
+  assert "{" not in outputs[1][0]  # only process 0 reports
+  assert _answers(workdir) == _answers(one_process)
+  losses = _events(workdir / "tensorboard")
+  for step, loss in _events(one_process / "tensorboard").items():
+    assert abs(losses[step] - loss) <= 1e-5, (step, loss, losses[step])
