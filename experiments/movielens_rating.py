@@ -13,6 +13,7 @@ the candidates on the dev split.
   perjax sweep experiments/movielens_rating.py --seeds 3 --workdir runs/mlr      # test, 3 seeds
   perjax sweep experiments/movielens_rating.py:dev --workdir runs/mlr-dev         # the dev choice
   perjax sweep experiments/movielens_rating.py:part=bias --seeds 3 --workdir runs/mlr-bias
+  perjax sweep experiments/movielens_rating.py:part=peer --seeds 3 --workdir runs/mlr-peer
   perjax run experiments/movielens_rating.py:method=rag,granularity=user --workdir /tmp/mlr-rag
   perjax sweep experiments/movielens_rating.py:smoke --workdir /tmp/mlr-smoke
 """
@@ -29,6 +30,14 @@ OWN = {"train.on": "own_history"}
 ITEM_AND_BIAS = dict(method="rag@global+lora@global+lora", granularity="user", **OWN,
                      **{"methods.rag.k": 4, "train.task_steps": 64, "train.seq_len": 264,
                         "predict.mode": "label_median"})
+
+# The same signal as statistics (methods/peer_stats.py): how many other users rated the movie
+# and their mean, and how far the user's own past ratings run from other users' means for the
+# same movies; a task adapter trained on the train split learns to read them. Settings fixed in
+# advance (64 steps of 8, prompts of at most ~110 tokens) and checked once on dev.
+PEER = dict(method="peer_stats+lora", granularity="global",
+            **{"train.steps": 64, "train.batch_size": 8, "train.seq_len": 128,
+               "predict.mode": "label_median"})
 
 
 def get_config(arg=None):
@@ -65,6 +74,10 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
+  if "part=peer" in (arg or ""):  # the statistics route beside the baseline alone
+    add(method="zero_shot", granularity="global", seeds=1)
+    add(**PEER)
+    return
   if "part=bias" in (arg or ""):  # the item-ratings-plus-bias route beside the baseline alone
     add(method="zero_shot", granularity="global", seeds=1)
     add(**ITEM_AND_BIAS)
