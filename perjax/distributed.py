@@ -159,20 +159,28 @@ def _wait_all(procs, timeout: float | None) -> list | None:
   reported is the one that started it."""
   deadline = float("inf") if timeout is None else time.monotonic() + timeout
   failed_at = None
-  while True:
-    codes = [p.poll() for p in procs]
-    if all(c is not None for c in codes):
-      return codes
-    now = time.monotonic()
-    if failed_at is None and any(c for c in codes):
-      failed_at = now
-    if now > deadline or (failed_at is not None and now - failed_at > _FAILURE_GRACE_S):
-      for p in procs:
-        if p.poll() is None:
-          p.kill()
-          p.wait()
-      return None if failed_at is None else codes
-    time.sleep(0.05)
+  try:
+    while True:
+      codes = [p.poll() for p in procs]
+      if all(c is not None for c in codes):
+        return codes
+      now = time.monotonic()
+      if failed_at is None and any(c for c in codes):
+        failed_at = now
+      if now > deadline or (failed_at is not None and now - failed_at > _FAILURE_GRACE_S):
+        _kill_running(procs)
+        return None if failed_at is None else codes
+      time.sleep(0.05)
+  except BaseException:  # Ctrl-C in the launcher: no process is left behind
+    _kill_running(procs)
+    raise
+
+
+def _kill_running(procs) -> None:
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+      p.wait()
 
 
 def _is_key(x) -> bool:

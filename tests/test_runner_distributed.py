@@ -177,3 +177,15 @@ def test_distributed_joins_a_cluster_from_its_environment(tmp_path, one_process)
   losses = _events(workdir / "tensorboard")
   for step, loss in _events(one_process / "tensorboard").items():
     assert abs(losses[step] - loss) <= 1e-5, (step, loss, losses[step])
+
+
+def test_the_launcher_stops_the_others_when_one_process_fails():
+  """A process that fails leaves the others waiting in a collective: the launcher kills them
+  after a grace period, and reports the one that failed first (the killed get no code)."""
+  from perjax import distributed
+  start = time.monotonic()
+  procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]),
+           subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])]
+  assert distributed._wait_all(procs, timeout=None) == [None, 3]
+  assert procs[0].returncode == -signal.SIGKILL
+  assert time.monotonic() - start < 60
