@@ -71,8 +71,8 @@ def from_primary(value: str = "") -> str:
   through the coordination service's key-value store rather than a collective, so the others
   may wait for it for hours (process 0 evaluating alone). Every process must make the same
   sequence of calls."""
-  from jax._src import distributed as jax_distributed  # its client: orbax's multi-host code uses
-  client = jax_distributed.global_state.client        # it the same way
+  from jax._src import distributed as jax_distributed
+  client = jax_distributed.global_state.client  # as orbax's multi-host code reads it
   if client is None:  # one process
     return value
   key = f"perjax/from_primary/{next(_said)}"
