@@ -12,6 +12,16 @@ TINY = {"data.params.examples_per_user": 6, "data.params.profile_size": 5,
         "methods.contextual.budget_tokens": 240}
 
 
+def quickstart_sweep(*adds: str) -> str:
+  """A sweep config file's text: the quickstart config, and `sweep(add)` making the `add(...)`
+  calls given as source lines."""
+  return (f"import importlib.util\n"
+          f"spec = importlib.util.spec_from_file_location('qs', {QUICKSTART!r})\n"
+          "qs = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(qs)\n\n"
+          "def get_config(arg=None):\n  return qs.get_config(arg)\n\n"
+          "def sweep(add):\n" + "".join(f"  {a}\n" for a in adds))
+
+
 def cli_overrides(extra=None) -> list[str]:
   return [f"--config.{k}={v}" for k, v in {**TINY, **(extra or {})}.items()]
 

@@ -2,7 +2,7 @@
 import csv
 import json
 
-from experiment_tiny import SPEC, TINY, cli_overrides
+from experiment_tiny import SPEC, cli_overrides, quickstart_sweep
 from perjax.cli import main
 from perjax.experiment import train as train_module
 
@@ -49,26 +49,12 @@ def test_run_is_deterministic_resumes_and_skips(tmp_path, monkeypatch, capsys):
   assert "did you mean 'methods.lora.rank'" in capsys.readouterr().err
 
 
-SWEEP_CONFIG = """
-import importlib.util
-spec = importlib.util.spec_from_file_location("qs", {quickstart!r})
-qs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(qs)
-
-def get_config(arg=None):
-  return qs.get_config(arg)
-
-def sweep(add):
-  add(method="zero_shot", granularity="global")
-  add(method="rag", granularity="user", **{{"methods.rag.retriever": "recency"}})
-  add(method="lora", granularity="persona")
-"""
-
-
 def test_sweep_writes_results_and_skips_finished(tmp_path, capsys):
-  from experiment_tiny import QUICKSTART
   path = tmp_path / "tiny_sweep.py"
-  path.write_text(SWEEP_CONFIG.format(quickstart=QUICKSTART))
+  path.write_text(quickstart_sweep(
+      'add(method="zero_shot", granularity="global")',
+      'add(method="rag", granularity="user", **{"methods.rag.retriever": "recency"})',
+      'add(method="lora", granularity="persona")'))
   out = tmp_path / "sweep"
   args = ["sweep", f"{path}:smoke,model=tiny-llama", "--workdir", str(out), *cli_overrides()]
   assert main(args) == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from experiment_tiny import SPEC, cli_overrides
+from experiment_tiny import SPEC, cli_overrides, quickstart_sweep
 from perjax.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,26 +107,11 @@ def test_a_killed_two_process_run_resumes_to_the_one_process_result(tmp_path):
   assert _answers(two) == _answers(one)
 
 
-SWEEP = """
-import importlib.util
-spec = importlib.util.spec_from_file_location("qs", {quickstart!r})
-qs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(qs)
-
-def get_config(arg=None):
-  return qs.get_config(arg)
-
-def sweep(add):
-  add(method="zero_shot", granularity="global")
-  add(method="lora", granularity="user")
-"""
-
-
 @pytest.mark.slow
 def test_a_two_process_sweep_runs_each_run_as_two_processes(tmp_path, one_process):
-  from experiment_tiny import QUICKSTART
   path = tmp_path / "tiny_sweep.py"
-  path.write_text(SWEEP.format(quickstart=QUICKSTART))
+  path.write_text(quickstart_sweep('add(method="zero_shot", granularity="global")',
+                                    'add(method="lora", granularity="user")'))
   out = tmp_path / "sweep"
   done = subprocess.run([sys.executable, "-m", "perjax", "sweep",
                          f"{path}:smoke,model=tiny-llama", "--workdir", str(out),
