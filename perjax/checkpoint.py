@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
+from perjax import distributed
 from perjax.errors import ConfigError, PerjaxError
 from perjax.models.personal import Personal
 
@@ -111,19 +112,25 @@ class Checkpoints:
     return target.replace(**restored)
 
   def _set_aside(self, step: int, error: Exception, older: int | None) -> None:
-    folder = self.directory / str(step)
-    bad = self.directory / f"bad-{step}"
-    n = 1
-    while bad.exists():
-      n += 1
-      bad = self.directory / f"bad-{step}.{n}"
-    folder.rename(bad)
+    # Under jax.distributed every process fails on the same step: process 0 alone moves it,
+    # and the others wait for the new name before they look at the folder again.
+    bad = str(self._move_aside(step)) if distributed.is_primary() else ""
+    bad = distributed.from_primary(bad)
     self.manager.reload()  # forget the step that is gone
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     reason = reason.split(". See full")[0][:160]  # tensorstore appends a long detail dump
     then = f"resuming from step {older}" if older is not None else "training from scratch"
     print(f"checkpoint step {step} could not be restored ({reason}); moved it to {bad}; "
           f"{then}", file=sys.stderr)
+
+  def _move_aside(self, step: int) -> Path:
+    bad = self.directory / f"bad-{step}"
+    n = 1
+    while bad.exists():
+      n += 1
+      bad = self.directory / f"bad-{step}.{n}"
+    (self.directory / str(step)).rename(bad)
+    return bad
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
