@@ -1,0 +1,71 @@
+"""Two cells of a finished sweep compared on the examples both evaluated: for each metric, both
+cells' means (seeds pooled) and the two-sided paired bootstrap p-value of their difference. The
+sweep's own table tests every cell against its baseline (zero_shot); this is for any other
+pair, such as personalized DPO against plain DPO.
+
+  python -m perjax.experiment.compare SWEEP_DIR CELL_A CELL_B
+
+A cell is named as its run folders are, less ",seed=S": "method=dpo,granularity=user".
+"""
+import json
+import sys
+from pathlib import Path
+
+from perjax import stats
+from perjax.errors import DataError
+from perjax.experiment.seeded import _prediction, _two_sided, cell_of, read_records
+
+
+def cell_runs(sweep_dir: Path, cell: str) -> list[dict]:
+  """{id: prediction} per seed of `cell` (its finished runs)."""
+  dirs = sorted(d for d in Path(sweep_dir).iterdir()
+                if d.is_dir() and cell_of(d.name) == cell and (d / "metrics.json").exists())
+  if not dirs:
+    names = sorted({cell_of(d.name) for d in Path(sweep_dir).iterdir() if d.is_dir()})
+    raise DataError(f"no finished run of cell {cell!r} in {sweep_dir}; cells: {names}")
+  return [{r["id"]: _prediction(r) for r in read_records(d)} for d in dirs]
+
+
+def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
+  """[{metric, a, b, p, seeds_a, seeds_b, examples}] for each overall metric of the runs."""
+  a, b = cell_runs(sweep_dir, cell_a), cell_runs(sweep_dir, cell_b)
+  ids = sorted(set.intersection(*(set(r) for r in a + b)))
+  if not ids:
+    raise DataError(f"{cell_a!r} and {cell_b!r} share no evaluated example")
+  a = [{i: r[i] for i in ids} for r in a]
+  b = [{i: r[i] for i in ids} for r in b]
+  first = next(d for d in Path(sweep_dir).iterdir() if d.is_dir() and cell_of(d.name) == cell_a)
+  golds = {r["id"]: r.get("target") for r in read_records(first) if r["id"] in set(ids)}
+  metrics = [m for m in json.loads((first / "metrics.json").read_text()) if "/" not in m]
+  out = []
+  for m in metrics:
+    try:
+      means = [stats.seed_columns(x, golds, [m], n=2)[f"{m}_mean"] for x in (a, b)]
+    except (KeyError, ValueError):
+      continue  # a metric the statistics do not cover (one computed over a whole run)
+    out.append({"metric": m, "a": means[0], "b": means[1],
+                "p": _two_sided(a, b, golds, m, None, n), "seeds_a": len(a),
+                "seeds_b": len(b), "examples": len(ids)})
+  return out
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if len(argv) != 3:
+    print(__doc__.strip().splitlines()[-3], file=sys.stderr)
+    return 2
+  try:
+    rows = compare(Path(argv[0]), argv[1], argv[2])
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(f"| metric | {argv[1]} | {argv[2]} | p (two-sided) | seeds | examples |")
+  print("|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['metric']} | {r['a']:.4f} | {r['b']:.4f} | {r['p']:.4f} | "
+          f"{r['seeds_a']} / {r['seeds_b']} | {r['examples']} |")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
