@@ -17,7 +17,7 @@ In DSP a user *is* a domain, so user and persona granularity give the same 4 gro
 
   perjax run experiments/dsp_preferences.py:method=dpo,granularity=user --workdir /tmp/dsp-dpo
   perjax sweep experiments/dsp_preferences.py --workdir /tmp/dsp
-  perjax sweep experiments/dsp_preferences.py:smoke --workdir /tmp/dsp-smoke  # ~100 min, 2 CPUs
+  perjax sweep experiments/dsp_preferences.py:smoke --workdir /tmp/dsp-smoke  # ~70 min, 2 idle CPUs
 """
 from perjax.experiment.config import defaults, parse_arg
 
