@@ -253,7 +253,8 @@ def seed_columns(per_seed_predictions, golds, metrics: Sequence[str],
 
 # -- per user -----------------------------------------------------------------------------------
 
-def _prediction(record: Mapping) -> Any:
+def prediction_of(record: Mapping) -> Any:
+  """A predictions.jsonl record's prediction: its answer, or its (chosen, rejected) rewards."""
   if "prediction" in record:
     return record["prediction"]
   if "chosen_reward" in record:
@@ -274,7 +275,7 @@ def per_user_table(records: Sequence[Mapping], golds: Mapping[str, Any] | None =
   for user in sorted(by_user):
     mine = by_user[user]
     gold = [golds[r["id"]] if golds is not None else r.get("target") for r in mine]
-    preds = [_prediction(r) for r in mine]
+    preds = [prediction_of(r) for r in mine]
     row = {"user_id": user, "examples": len(mine)}
     for m in metrics:
       row[m] = _Scorer(m, gold, preds, labels).full()

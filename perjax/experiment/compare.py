@@ -13,7 +13,7 @@ from pathlib import Path
 
 from perjax import stats
 from perjax.errors import DataError
-from perjax.experiment.seeded import _prediction, _two_sided, cell_of, read_records
+from perjax.experiment.seeded import cell_of, read_records, two_sided_p
 
 
 def cell_runs(sweep_dir: Path, cell: str) -> list[dict]:
@@ -23,7 +23,7 @@ def cell_runs(sweep_dir: Path, cell: str) -> list[dict]:
   if not dirs:
     names = sorted({cell_of(d.name) for d in Path(sweep_dir).iterdir() if d.is_dir()})
     raise DataError(f"no finished run of cell {cell!r} in {sweep_dir}; cells: {names}")
-  return [{r["id"]: _prediction(r) for r in read_records(d)} for d in dirs]
+  return [{r["id"]: stats.prediction_of(r) for r in read_records(d)} for d in dirs]
 
 
 def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
@@ -44,7 +44,7 @@ def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
     except (KeyError, ValueError):
       continue  # a metric the statistics do not cover (one computed over a whole run)
     out.append({"metric": m, "a": means[0], "b": means[1],
-                "p": _two_sided(a, b, golds, m, None, n), "seeds_a": len(a),
+                "p": two_sided_p(a, b, golds, m, None, n), "seeds_a": len(a),
                 "seeds_b": len(b), "examples": len(ids)})
   return out
 

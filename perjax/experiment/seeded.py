@@ -55,12 +55,6 @@ def read_records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def _prediction(record: dict):
-  if "prediction" in record:
-    return record["prediction"]
-  return (record["chosen_reward"], record["rejected_reward"])
-
-
 def write_per_user(run_dir: Path, metrics, labels=None) -> list[dict]:
   """RUN/per_user.csv: one row per user (user_id, examples, each metric)."""
   rows = stats.per_user_table(read_records(run_dir), metrics=metrics, labels=labels)
@@ -71,7 +65,7 @@ def write_per_user(run_dir: Path, metrics, labels=None) -> list[dict]:
   return rows
 
 
-def _two_sided(a, b, golds, metric, labels, n) -> float:
+def two_sided_p(a, b, golds, metric, labels, n) -> float:
   better = stats.paired_bootstrap(a, b, golds, metric, n=n, labels=labels)
   worse = stats.paired_bootstrap(b, a, golds, metric, n=n, labels=labels)
   return min(1.0, 2 * min(better, worse))
@@ -99,7 +93,7 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
   first = next(iter(runs.values()))
   ids = [i for i in first if i in common]
   golds = {i: first[i].get("target") for i in ids}
-  systems = [(keys, [{i: _prediction(runs[d][i]) for i in ids} for d in dirs])
+  systems = [(keys, [{i: stats.prediction_of(runs[d][i]) for i in ids} for d in dirs])
              for keys, dirs in cells]
   by_id = {e.id: e for e in task.splits[config.eval.split]}
   if "preference_accuracy" not in metrics and all(i in by_id for i in ids):
@@ -118,11 +112,11 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
       if base is None:
         continue
       row[f"{m}_p"] = "" if keys["method"] == BASELINE_METHOD else \
-          _two_sided(preds, base, golds, m, labels, n)
+          two_sided_p(preds, base, golds, m, labels, n)
       if row[f"{m}_p"] != "" and row[f"{m}_p"] < ALPHA:
         marks.add((len(rows), f"{m}_mean"))
       if personal is not None and not keys["method"].startswith("baseline:"):
-        row[f"{m}_p_user"] = _two_sided(preds, personal, golds, m, labels, n)
+        row[f"{m}_p_user"] = two_sided_p(preds, personal, golds, m, labels, n)
         if row[f"{m}_p_user"] < ALPHA:
           marks.add((len(rows), f"{m}_p_user"))
     row["seeds"], row["examples"] = columns["seeds"], len(ids)
