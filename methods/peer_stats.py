@@ -12,7 +12,9 @@ For numeric answers (ratings) the prompt says how many other users answered and 
 from the user's own profile, the mean of (their answer - others' shrunk mean) over the items
 others answered too: the user's bias. For other answers it lists the most frequent ones with
 their counts. `shrink` pulls an item's mean towards the pool's mean by that many pseudo-answers
-(a few answers say little about an item).
+(a few answers say little about an item). With `estimate`, a numeric prompt also gives the sum the
+two statistics imply, the item's shrunk mean plus the user's bias (the pool's mean where nobody
+else answered), so that the model reads one number instead of adding two.
 """
 import collections
 
@@ -53,11 +55,11 @@ class PeerIndex:
     return (sum(float(a) for a in answers) + shrink * self.mean) / (len(answers) + shrink)
 
 
-def _numeric_lines(index, example, text, pair, shrink) -> list[str]:
+def _numeric_lines(index, example, text, pair, shrink, estimate) -> list[str]:
   others = index.others(text, example.user_id)
   lines = [f"Other users' ratings of this: {len(others)}" +
            (f", mean {sum(float(a) for a in others) / len(others):.1f}." if others else ".")]
-  offsets = []
+  offsets, bias = [], 0.0
   for item in example.profile:
     p = pair(item)
     peers = index.others(p[0], example.user_id) if p is not None else []
@@ -68,6 +70,9 @@ def _numeric_lines(index, example, text, pair, shrink) -> list[str]:
     lines.append(f"This user's past ratings run {abs(bias):.1f} "
                  f"{'above' if bias >= 0 else 'below'} other users' mean ratings of the same "
                  f"items ({len(offsets)} items).")
+  if estimate:
+    guess = (index.shrunk_mean(others, shrink) if others else index.mean) + bias
+    lines.append(f"Estimate from these: {guess:.1f}.")
   return lines
 
 
@@ -82,6 +87,9 @@ def prompt(examples, prompts, ctx):
     raise ConfigError("peer_stats needs a task whose profile items form (input, answer) pairs "
                       "(Task.profile_pair); this data set has none")
   shrink, top = float(ctx.options["shrink"]), int(ctx.options["top"])
+  estimate = ctx.options["estimate"]
+  if not isinstance(estimate, bool):
+    raise ConfigError(f"methods.peer_stats.estimate must be true or false, got {estimate!r}")
   if shrink < 0 or top < 1:
     raise ConfigError(f"methods.peer_stats: shrink must be >= 0 and top >= 1, got {shrink}, "
                       f"{top}")
@@ -92,7 +100,7 @@ def prompt(examples, prompts, ctx):
     if id(pool) not in indexes:
       indexes[id(pool)] = (pool, PeerIndex(pool, ctx.pair))  # the pool kept alive with its id
     index = indexes[id(pool)][1]
-    lines = (_numeric_lines(index, example, example.input, ctx.pair, shrink) if index.numeric
+    lines = (_numeric_lines(index, example, example.input, ctx.pair, shrink, estimate) if index.numeric
              else _label_lines(index, example, example.input, top))
     out.append("\n".join(lines) + f"\n\n{text}")
   return out
@@ -102,4 +110,4 @@ PEER_STATS = register(Method(
     MethodInfo("peer_stats", Technique.PROMPTING, (Granularity.PERSONA, Granularity.GLOBAL),
                "4.2", "collaborative statistics as context: item mean + user bias (Koren et al. "
                "2009) for LLM rating prediction (Kang et al. 2023)"),
-    prompt=prompt, defaults={"shrink": 3.0, "top": 3}))
+    prompt=prompt, defaults={"shrink": 3.0, "top": 3, "estimate": False}))

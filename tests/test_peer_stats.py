@@ -11,7 +11,7 @@ from perjax.registry import GRANULARITIES, METHODS, load_plugins
 
 load_plugins()
 PAIR = FieldPair("movie", "rating")
-OPTIONS = {"shrink": 2.0, "top": 2}
+OPTIONS = {"shrink": 2.0, "top": 2, "estimate": False}
 
 
 def user(name, ratings, target_movie, target):
@@ -41,6 +41,12 @@ def test_numeric_answers_give_the_item_mean_and_the_users_bias():
   assert f"run {abs(bias):.1f} {'above' if bias >= 0 else 'below'}" in out["a"]
   assert "(2 items)" in out["a"]
   assert out["c"].startswith("Other users' ratings of this: 0.\n")  # nobody else rated Jaws
+  assert "Estimate" not in out["a"]
+  with_sum = dict(zip("abc", prompts([a, b, c], options={**OPTIONS, "estimate": True})))
+  assert f"Estimate from these: {shrunk([3, 5]) + bias:.1f}.\n" in with_sum["a"]
+  # c's bias: Alien (others: b 3), Heat (a 2), Up (a 4, b 2)
+  c_bias = ((5 - shrunk([3])) + (4 - shrunk([2])) + (3 - shrunk([4, 2]))) / 3
+  assert f"Estimate from these: {mean + c_bias:.1f}.\n" in with_sum["c"]  # Jaws: the pool mean
 
 
 def test_label_answers_are_counted_most_frequent_first():
@@ -58,4 +64,6 @@ def test_a_task_without_pairs_and_bad_options_are_config_errors():
   with pytest.raises(ConfigError, match="profile_pair"):
     prompts([a], pair=None)
   with pytest.raises(ConfigError, match="shrink must be >= 0"):
-    prompts([a], options={"shrink": -1, "top": 2})
+    prompts([a], options={"shrink": -1, "top": 2, "estimate": False})
+  with pytest.raises(ConfigError, match="estimate must be true or false"):
+    prompts([a], options={**OPTIONS, "estimate": "yes"})
