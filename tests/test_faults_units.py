@@ -93,6 +93,18 @@ def test_a_run_resumes_after_a_method_it_does_not_use_is_added(tmp_path):
     workdir.claim(tmp_path, json.dumps({**added, "methods": {"lora": {"rank": 8}}}), {"lora"})
 
 
+def test_a_run_resumes_after_a_core_setting_is_added_at_its_default(tmp_path):
+  old = cfg.defaults().to_dict()
+  del old["train"]["schedule"], old["train"]["warmup"]  # a run started before they existed
+  workdir.claim(tmp_path, json.dumps(old), set())
+  (tmp_path / "checkpoints").mkdir()
+  workdir.claim(tmp_path, json.dumps(cfg.defaults().to_dict()), set())  # defaults: same run
+  changed = cfg.defaults()
+  changed.train.schedule = "cosine"
+  with pytest.raises(ConfigError, match=r"differs in \['train.schedule'\]"):
+    workdir.claim(tmp_path, json.dumps(changed.to_dict()), set())
+
+
 def test_shared_runs_waits_for_held_runs_after_the_rest(tmp_path, monkeypatch):
   holders = {"b": {"pid": 7, "host": "h"}}
   monkeypatch.setattr(workdir, "live_holder", lambda folder: holders.get(folder.name))
@@ -176,6 +188,9 @@ def _config(**overrides):
     ("train.checkpoint_every", 0, "train.checkpoint_every"), ("train.seq_len", 0, "train.seq_len"),
     ("train.lr", math.nan, "train.lr must be a finite positive number, got nan"),
     ("train.lr", math.inf, "train.lr must be a finite positive number, got inf"),
+    ("train.schedule", "cosin", "train.schedule must be one of .*'cosine'.*, got 'cosin'"),
+    ("train.warmup", 100, "train.warmup (100) must be below the steps of every training stage "
+     "(100)"), ("train.warmup", -1, "train.warmup"),
     ("eval.batch_size", 0, "eval.batch_size"), ("eval.max_prompt_tokens", -1, "max_prompt_tokens"),
     ("model", "smollm2-135m-instrct", "did you mean 'smollm2-135m-instruct'"),
     ("model", "all-minilm-l6-v2", "model 'all-minilm-l6-v2' is an encoder"),

@@ -10,6 +10,8 @@ class TrainSettings:
   seq_len: int
   optimizer: str = "adam"
   lr: float = 1e-3
+  schedule: str = "constant"  # perjax.training.optim.SCHEDULES
+  warmup: int = 0
   accum: int = 1
   checkpoint_every: int = 50
   seed: int = 0
@@ -18,7 +20,8 @@ class TrainSettings:
   def from_config(cls, config) -> "TrainSettings":
     t = config.train
     return cls(steps=t.steps, batch_size=t.batch_size, seq_len=t.seq_len, optimizer=t.optimizer,
-               lr=t.lr, accum=t.accum, checkpoint_every=t.checkpoint_every, seed=config.seed)
+               lr=t.lr, schedule=t.get("schedule", "constant"), warmup=t.get("warmup", 0),
+               accum=t.accum, checkpoint_every=t.checkpoint_every, seed=config.seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,7 +71,8 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
         trainable=None, train_base: bool = False):
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
   tc = settings
-  tx = optim.make_optimizer(tc.optimizer, tc.lr)
+  lr = optim.learning_rate(tc.lr, tc.schedule, tc.steps, tc.warmup)
+  tx = optim.make_optimizer(tc.optimizer, lr)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable,
                                                            train_base=train_base)
   spread, step_kwargs = None, {}
@@ -97,7 +98,7 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
         raise TrainingDiverged(s + 1, f"the loss became {loss}", ckpt.latest_step())
       bar.set_postfix(loss=f"{loss:.3f}")
       tracking.current().scalars(s + 1, {
-          "train/loss": loss, "train/learning_rate": tc.lr,
+          "train/loss": loss, "train/learning_rate": float(lr(s) if callable(lr) else lr),
           "train/grad_norm": float(metrics.get("grad_norm", math.nan)),
           "train/groups_present": len(np.unique(batch["group_ids"]))}, folder=workdir)
       if (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps:

@@ -69,6 +69,7 @@ def check_settings(config, *, trains: bool) -> None:
       _positive_int(config, f"train.{key}")
     if "task_steps" in config.train:
       _positive_int(config, "train.task_steps", minimum=0)
+    _check_schedule(config)
     lr = config.train.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
         or lr <= 0:
@@ -88,6 +89,19 @@ def check_settings(config, *, trains: bool) -> None:
   check_model(config.model, "gguf-decoder", "model")
   _check_log_and_init(config, trains)
   check_model(config.encoder, "encoder", "encoder")
+
+
+def _check_schedule(config) -> None:
+  from perjax.training.optim import SCHEDULES
+  schedule = config.train.get("schedule", "constant")
+  if schedule not in SCHEDULES:
+    raise ConfigError(f"train.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+  if "warmup" in config.train:
+    _positive_int(config, "train.warmup", minimum=0)
+    stages = [config.train.steps, config.train.get("task_steps", 0) or config.train.steps]
+    if config.train.warmup >= min(stages):
+      raise ConfigError(f"train.warmup ({config.train.warmup}) must be below the steps of every "
+                        f"training stage ({min(stages)})")
 
 
 def _check_log_and_init(config, trains: bool) -> None:

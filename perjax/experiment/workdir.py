@@ -199,6 +199,13 @@ def _unused_method_option(key: str, used: "set[str] | None") -> bool:
   return used is not None and len(parts) > 2 and parts[0] == "methods" and parts[1] not in used
 
 
+def _added_at_default(key: str, old: dict, new: dict) -> bool:
+  """Whether `key` is a setting the run's config predates, at the default value that keeps the
+  behaviour it ran with (a field added to the framework since, such as train.schedule)."""
+  from perjax.experiment.config import defaults
+  return key not in old and key in new and new[key] == flatten(defaults().to_dict()).get(key)
+
+
 def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) -> None:
   """Writes DIR/config.json, or checks that the run already in progress there has the same
   config, options of methods outside `used_methods` aside. Call it holding the lock."""
@@ -210,7 +217,8 @@ def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) 
     new = json.loads(resolved)
     fo, fn = flatten(old), flatten(new)
     diff = sorted(k for k in fo.keys() | fn.keys()
-                  if fo.get(k) != fn.get(k) and not _unused_method_option(k, used_methods))
+                  if fo.get(k) != fn.get(k) and not _unused_method_option(k, used_methods)
+                  and not _added_at_default(k, fo, fn))
     if diff:
       raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "
                         "use a new --workdir")

@@ -39,6 +39,28 @@ def per_group(tx: optax.GradientTransformation) -> optax.GradientTransformationE
   return optax.GradientTransformationExtraArgs(init, update)
 
 
+def learning_rate(peak: float, schedule: str = "constant", steps: int = 1, warmup: int = 0):
+  """The learning rate over `steps` updates: `peak` (a float: the optimizer's plain form) or an
+  optax schedule of the update count, rising linearly from 0 over `warmup` updates and then
+  `schedule`: constant, or a linear or cosine decay to 0 at `steps`. Under `per_group` the
+  count is each group's own, so a row decays over the updates it receives."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+  if schedule == "constant" and not warmup:
+    return peak
+  after = SCHEDULES[schedule](peak, max(steps - warmup, 1))
+  if not warmup:
+    return after
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
+
+
+SCHEDULES = {
+    "constant": lambda peak, n: optax.constant_schedule(peak),
+    "linear": lambda peak, n: optax.linear_schedule(peak, 0.0, n),
+    "cosine": lambda peak, n: optax.cosine_decay_schedule(peak, n),
+}
+
+
 # Each registered optimizer: (learning_rate, *, weight_decay) -> optax transformation.
 @OPTIMIZERS.register("sgd")
 def _sgd(learning_rate, *, weight_decay=0.0):
