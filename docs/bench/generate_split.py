@@ -1,0 +1,26 @@
+"""Prefill against decoding in the batch-16 generation bench: the whole call's time with 1, 2
+and 32 new tokens (1 new token is the prefill and one pick), 3 calls each after a warm-up.
+XLA_FLAGS in the environment compare XLA CPU options on the same program.
+
+  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/generate_split.py
+"""
+import time
+
+import numpy as np
+
+from perjax.generation import Generator, SamplingConfig
+from perjax.models import load
+
+model, tokenizer = load("smollm2-135m-instruct", dtype="bfloat16", param_dtype="bfloat16",
+                        progress=False)
+generator = Generator(model, tokenizer, stop_at_eos=False)
+prompts = np.random.default_rng(0).integers(100, 40000, (16, 128)).tolist()
+for new_tokens in (1, 2, 32):
+  sampling = SamplingConfig(max_new_tokens=new_tokens)
+  generator.generate_ids(prompts, sampling=sampling)  # compile
+  times = []
+  for _ in range(3):
+    start = time.perf_counter()
+    generator.generate_ids(prompts, sampling=sampling)
+    times.append(time.perf_counter() - start)
+  print(f"{new_tokens} new tokens: " + ", ".join(f"{t:.3f} s" for t in times), flush=True)
