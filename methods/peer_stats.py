@@ -100,8 +100,8 @@ def prompt(examples, prompts, ctx):
     if id(pool) not in indexes:
       indexes[id(pool)] = (pool, PeerIndex(pool, ctx.pair))  # the pool kept alive with its id
     index = indexes[id(pool)][1]
-    lines = (_numeric_lines(index, example, example.input, ctx.pair, shrink, estimate) if index.numeric
-             else _label_lines(index, example, example.input, top))
+    lines = (_numeric_lines(index, example, example.input, ctx.pair, shrink, estimate)
+             if index.numeric else _label_lines(index, example, example.input, top))
     out.append("\n".join(lines) + f"\n\n{text}")
   return out
 

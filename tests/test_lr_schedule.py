@@ -38,3 +38,30 @@ def test_each_group_decays_over_its_own_updates():
   assert moved[0].tolist() == pytest.approx([1.0, 0.0])
   assert moved[1].tolist() == pytest.approx([0.75, 0.0])
   assert moved[2].tolist() == pytest.approx([0.5, 1.0])  # group 1: its first update, full rate
+
+
+def _losses_and_rates(workdir):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  events = EventAccumulator(str(workdir / "tensorboard"))
+  events.Reload()
+  return ([e.value for e in events.Scalars("train/loss")],
+          [e.value for e in events.Scalars("train/learning_rate")])
+
+
+def test_a_run_trains_with_its_schedule(tmp_path):
+  """`train.schedule` reaches the optimizer, not only the log: a linear decay changes the losses
+  after the first update against a constant rate, from the same start."""
+  from experiment_tiny import SPEC, cli_overrides
+  from perjax.cli import main
+  runs = {}
+  for schedule in ("constant", "linear"):
+    workdir = tmp_path / schedule
+    assert main(["run", SPEC + ",method=lora,granularity=global", "--workdir", str(workdir),
+                 *cli_overrides({"train.steps": 4, "train.lr": 0.05,
+                                 "train.schedule": schedule})]) == 0
+    runs[schedule] = _losses_and_rates(workdir)
+  (constant_loss, constant_lr), (linear_loss, linear_lr) = runs["constant"], runs["linear"]
+  assert constant_lr == pytest.approx([0.05] * 4)
+  assert linear_lr == pytest.approx([0.05, 0.0375, 0.025, 0.0125])  # one group: count = step
+  assert linear_loss[:2] == pytest.approx(constant_loss[:2])  # the same first update
+  assert linear_loss[2:] != pytest.approx(constant_loss[2:], abs=1e-6)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from perjax.errors import ConfigError, PerjaxError
-from perjax.experiment.config import flatten
+from perjax.experiment.config import defaults, flatten
 
 LOCK_FILE = ".lock"
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
@@ -199,11 +199,10 @@ def _unused_method_option(key: str, used: "set[str] | None") -> bool:
   return used is not None and len(parts) > 2 and parts[0] == "methods" and parts[1] not in used
 
 
-def _added_at_default(key: str, old: dict, new: dict) -> bool:
-  """Whether `key` is a setting the run's config predates, at the default value that keeps the
+def _added_at_default(key: str, old: dict, new: dict, default: dict) -> bool:
+  """Whether `key` is a setting the run's config predates, at the `default` value that keeps the
   behaviour it ran with (a field added to the framework since, such as train.schedule)."""
-  from perjax.experiment.config import defaults
-  return key not in old and key in new and new[key] == flatten(defaults().to_dict()).get(key)
+  return key not in old and key in new and new[key] == default.get(key)
 
 
 def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) -> None:
@@ -216,9 +215,10 @@ def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) 
                                "or use a new --workdir")
     new = json.loads(resolved)
     fo, fn = flatten(old), flatten(new)
+    default = flatten(defaults().to_dict()) if fn.keys() - fo.keys() else {}
     diff = sorted(k for k in fo.keys() | fn.keys()
                   if fo.get(k) != fn.get(k) and not _unused_method_option(k, used_methods)
-                  and not _added_at_default(k, fo, fn))
+                  and not _added_at_default(k, fo, fn, default))
     if diff:
       raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "
                         "use a new --workdir")
