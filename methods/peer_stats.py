@@ -14,7 +14,9 @@ others answered too: the user's bias. For other answers it lists the most freque
 their counts. `shrink` pulls an item's mean towards the pool's mean by that many pseudo-answers
 (a few answers say little about an item). With `estimate`, a numeric prompt also gives the sum the
 two statistics imply, the item's shrunk mean plus the user's bias (the pool's mean where nobody
-else answered), so that the model reads one number instead of adding two.
+else answered), so that the model reads one number instead of adding two; `round_estimate` adds
+it rounded to a whole answer ("Estimate from these: 3.6 (rounded: 4)."), which a model can copy
+where it would otherwise have to learn where 3.5 falls.
 """
 import collections
 
@@ -47,15 +49,20 @@ class PeerIndex:
     numbers = [_number(a) for answers in self.answers.values() for _, a in answers]
     self.numeric = bool(numbers) and all(n is not None for n in numbers)
     self.mean = sum(numbers) / len(numbers) if self.numeric else 0.0
+    self.low, self.high = (int(min(numbers)), int(max(numbers))) if self.numeric else (0, 0)
 
   def others(self, text: str, user: str) -> list[str]:
     return [a for owner, a in self.answers.get(_key(text), ()) if owner != user]
+
+  def rounded(self, value: float) -> int:
+    """`value` to the nearest whole number (halves up) within the range of the pool's answers."""
+    return min(self.high, max(self.low, int(value + 0.5)))
 
   def shrunk_mean(self, answers: list[str], shrink: float) -> float:
     return (sum(float(a) for a in answers) + shrink * self.mean) / (len(answers) + shrink)
 
 
-def _numeric_lines(index, example, text, pair, shrink, estimate) -> list[str]:
+def _numeric_lines(index, example, text, pair, shrink, estimate, rounded) -> list[str]:
   others = index.others(text, example.user_id)
   lines = [f"Other users' ratings of this: {len(others)}" +
            (f", mean {sum(float(a) for a in others) / len(others):.1f}." if others else ".")]
@@ -72,7 +79,9 @@ def _numeric_lines(index, example, text, pair, shrink, estimate) -> list[str]:
                  f"items ({len(offsets)} items).")
   if estimate:
     guess = (index.shrunk_mean(others, shrink) if others else index.mean) + bias
-    lines.append(f"Estimate from these: {guess:.1f}.")
+    shown = f"{guess:.1f}"  # rounded as shown, so that 3.46 reads "3.5 (rounded: 4)"
+    lines.append(f"Estimate from these: {shown}" +
+                 (f" (rounded: {index.rounded(float(shown))})." if rounded else "."))
   return lines
 
 
@@ -87,9 +96,13 @@ def prompt(examples, prompts, ctx):
     raise ConfigError("peer_stats needs a task whose profile items form (input, answer) pairs "
                       "(Task.profile_pair); this data set has none")
   shrink, top = float(ctx.options["shrink"]), int(ctx.options["top"])
-  estimate = ctx.options["estimate"]
-  if not isinstance(estimate, bool):
-    raise ConfigError(f"methods.peer_stats.estimate must be true or false, got {estimate!r}")
+  estimate, rounded = ctx.options["estimate"], ctx.options["round_estimate"]
+  for name, value in (("estimate", estimate), ("round_estimate", rounded)):
+    if not isinstance(value, bool):
+      raise ConfigError(f"methods.peer_stats.{name} must be true or false, got {value!r}")
+  if rounded and not estimate:
+    raise ConfigError("methods.peer_stats.round_estimate rounds the stated estimate: it needs "
+                      "methods.peer_stats.estimate=true")
   if shrink < 0 or top < 1:
     raise ConfigError(f"methods.peer_stats: shrink must be >= 0 and top >= 1, got {shrink}, "
                       f"{top}")
@@ -100,7 +113,7 @@ def prompt(examples, prompts, ctx):
     if id(pool) not in indexes:
       indexes[id(pool)] = (pool, PeerIndex(pool, ctx.pair))  # the pool kept alive with its id
     index = indexes[id(pool)][1]
-    lines = (_numeric_lines(index, example, example.input, ctx.pair, shrink, estimate)
+    lines = (_numeric_lines(index, example, example.input, ctx.pair, shrink, estimate, rounded)
              if index.numeric else _label_lines(index, example, example.input, top))
     out.append("\n".join(lines) + f"\n\n{text}")
   return out
@@ -110,4 +123,5 @@ PEER_STATS = register(Method(
     MethodInfo("peer_stats", Technique.PROMPTING, (Granularity.PERSONA, Granularity.GLOBAL),
                "4.2", "collaborative statistics as context: item mean + user bias (Koren et al. "
                "2009) for LLM rating prediction (Kang et al. 2023)"),
-    prompt=prompt, defaults={"shrink": 3.0, "top": 3, "estimate": False}))
+    prompt=prompt, defaults={"shrink": 3.0, "top": 3, "estimate": False,
+                             "round_estimate": False}))

@@ -11,7 +11,7 @@ from perjax.registry import GRANULARITIES, METHODS, load_plugins
 
 load_plugins()
 PAIR = FieldPair("movie", "rating")
-OPTIONS = {"shrink": 2.0, "top": 2, "estimate": False}
+OPTIONS = {"shrink": 2.0, "top": 2, "estimate": False, "round_estimate": False}
 
 
 def user(name, ratings, target_movie, target):
@@ -49,6 +49,25 @@ def test_numeric_answers_give_the_item_mean_and_the_users_bias():
   assert f"Estimate from these: {mean + c_bias:.1f}.\n" in with_sum["c"]  # Jaws: the pool mean
 
 
+def test_the_rounded_estimate_is_the_shown_one_to_a_whole_answer_within_the_pools_range():
+  # a's bias: Up (others: b 1) -> 5 - shrunk([1]); Alien (others: b 5, c 5)
+  a = user("a", {"Up": "5"}, "Alien", "5")
+  b = user("b", {"Up": "1", "Alien": "5"}, "Heat", "1")
+  c = user("c", {"Alien": "5", "Heat": "2"}, "Jaws", "4")
+  opts = {**OPTIONS, "estimate": True, "round_estimate": True, "shrink": 0.0}
+  out = dict(zip("abc", prompts([a, b, c], options=opts)))
+  # shrink 0: Alien's mean 5.0, a's bias 5 - 1 = 4 -> 9.0, rounded within the pool's 1..5
+  assert "Estimate from these: 9.0 (rounded: 5).\n" in out["a"]
+  # b: Heat (others: c 2) -> 2.0; bias over Up (a 5: 1 - 5), Alien (c 5: 0) = -2 -> 0.0 -> 1
+  assert "Estimate from these: 0.0 (rounded: 1).\n" in out["b"]
+  # c: nobody else rated Jaws: the pool mean (5+1+5+5+2)/5 = 3.6; bias over Alien only (b 5:
+  # 0; nobody else has Heat in a profile) -> 3.6 -> 4
+  assert "Estimate from these: 3.6 (rounded: 4).\n" in out["c"]
+  half = dict(zip("abc", prompts([a, b, c], options={**opts, "shrink": 1.0})))
+  shown = float(half["c"].split("Estimate from these: ")[1][:3])
+  assert f"(rounded: {min(5, max(1, int(shown + 0.5)))})" in half["c"]
+
+
 def test_label_answers_are_counted_most_frequent_first():
   a = user("a", {"q1": "red"}, "q2", "blue")
   b = user("b", {"q2": "blue"}, "q1", "red")
@@ -64,6 +83,10 @@ def test_a_task_without_pairs_and_bad_options_are_config_errors():
   with pytest.raises(ConfigError, match="profile_pair"):
     prompts([a], pair=None)
   with pytest.raises(ConfigError, match="shrink must be >= 0"):
-    prompts([a], options={"shrink": -1, "top": 2, "estimate": False})
+    prompts([a], options={**OPTIONS, "shrink": -1})
   with pytest.raises(ConfigError, match="estimate must be true or false"):
     prompts([a], options={**OPTIONS, "estimate": "yes"})
+  with pytest.raises(ConfigError, match="round_estimate must be true or false"):
+    prompts([a], options={**OPTIONS, "estimate": True, "round_estimate": 1})
+  with pytest.raises(ConfigError, match="round_estimate .* needs methods.peer_stats.estimate"):
+    prompts([a], options={**OPTIONS, "round_estimate": True})
