@@ -19,6 +19,7 @@ the candidates on the dev split.
   perjax sweep experiments/movielens_rating.py:part=estimate-cosine --seeds 3 --workdir runs/mlr-cos
   perjax sweep experiments/movielens_rating.py:dev,part=rounded --seeds 2 --workdir runs/mlr-round-dev
   perjax sweep experiments/movielens_rating.py:dev,part=longer --workdir runs/mlr-long-dev
+  perjax sweep experiments/movielens_rating.py:part=oppu --seeds 3 --workdir runs/mlr-oppu
   perjax run experiments/movielens_rating.py:method=rag,granularity=user --workdir /tmp/mlr-rag
   perjax sweep experiments/movielens_rating.py:smoke --workdir /tmp/mlr-smoke
 """
@@ -99,6 +100,11 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
+  if "part=oppu" in (arg or ""):  # the seed-dependent cells of the main sweep, with 3 seeds
+    add(method="zero_shot", granularity="global", seeds=1)
+    add(method="rag", granularity="persona")
+    add(method="rag+lora@global+lora", granularity="user", **OWN)  # OPPU
+    return
   for part, cell in (("rounded", ESTIMATE_ROUNDED), ("longer", ESTIMATE_LONGER)):
     if f"part={part}" in (arg or ""):  # one more variant of the estimate cell, beside the baseline
       if "dev" not in arg:
