@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from perjax.errors import ConfigError
-from perjax.experiment.predict import median_labels, predict
+from perjax.experiment.predict import median_labels, predict, quantile_labels
 from perjax.experiment.settings import EvalSettings
 
 LABELS = ("1", "2", "3", "4", "5")
@@ -61,3 +61,31 @@ def test_decision_rules_rescore_a_recorded_run(tmp_path):
   assert main([str(tmp_path)]) == 0
   (tmp_path / "predictions.jsonl").write_text('{"id": "a", "target": "4", "prediction": "4"}\n')
   assert main([str(tmp_path)]) == 1  # no label distributions recorded: one error line
+
+
+def test_quantiles_walk_the_cdf_in_numeric_order():
+  labels = ("5", "1", "3")
+  scores = np.log(np.array([[0.4, 0.35, 0.25]], np.float32))  # CDF over 1, 3, 5: .35, .6, 1
+  assert [quantile_labels(scores, labels, q)[0] for q in (0.3, 0.35, 0.5, 0.6, 0.61, 1.0)] == \
+      ["1", "1", "3", "3", "5", "5"]
+  assert quantile_labels(scores, labels, 0.5) == median_labels(scores, labels)
+  with pytest.raises(ValueError, match="quantile"):
+    quantile_labels(scores, labels, 0.0)
+
+
+def test_decision_rules_score_requested_quantiles(tmp_path, capsys):
+  from perjax.experiment.decision_rules import main, rule_metrics
+  records = [
+      {"id": "a", "target": "5", "label_probs": {"1": 0, "2": 0, "3": .25, "4": .3, "5": .45}},
+      {"id": "b", "target": "2", "label_probs": {"1": .1, "2": .6, "3": .1, "4": .1, "5": .1}},
+  ]
+  scores = rule_metrics(records, ("MAE",), quantiles=(0.6,))
+  # q = .6: row a's CDF over 3, 4, 5 is .25, .55, 1 -> 5; row b's .1, .7 -> 2
+  assert scores["label_quantile_0.6"]["MAE"] == pytest.approx(0.0)
+  assert scores["label_median"]["MAE"] == pytest.approx((1 + 0) / 2)  # 4 for a's 5
+  (tmp_path / "predictions.jsonl").write_text("\n".join(__import__("json").dumps(r)
+                                                        for r in records))
+  assert main(["--quantiles", "0.6", str(tmp_path)]) == 0
+  assert "label_quantile_0.6\tMAE=0.0000" in capsys.readouterr().out
+  assert main(["--quantiles", "1.5", str(tmp_path)]) == 2
+  assert "--quantiles must each be in (0, 1]" in capsys.readouterr().err

@@ -1,21 +1,22 @@
 """A finished run's label distributions (`label_probs` in predictions.jsonl, written in the
 label_likelihood and label_median modes) scored under each decision rule, without running the
-model again: the most likely label (`label_likelihood`) and the median (`label_median`, numeric
-labels). Choosing the rule on dev then costs one run, not one per rule.
+model again: the most likely label (`label_likelihood`), the median (`label_median`, numeric
+labels) and, with `--quantiles`, other quantiles of the distribution (`label_quantile_Q`: the
+first label whose CDF reaches Q). Choosing the rule on dev then costs one run, not one per rule.
 
-  python -m perjax.experiment.decision_rules RUN_DIR [RUN_DIR ...]
+  python -m perjax.experiment.decision_rules [--quantiles 0.55,0.6] RUN_DIR [RUN_DIR ...]
 """
 import sys
 
 import numpy as np
 
 from perjax.errors import DataError
-from perjax.experiment.predict import median_labels, numeric_labels
+from perjax.experiment.predict import median_labels, numeric_labels, quantile_labels
 from perjax.experiment.seeded import read_records
 from perjax.metrics import compute_metrics
 
 
-def rule_predictions(records) -> dict[str, list[str]]:
+def rule_predictions(records, quantiles=()) -> dict[str, list[str]]:
   """{rule: predictions} for records that carry `label_probs`."""
   if not records or any("label_probs" not in r for r in records):
     raise DataError("the run recorded no label distributions (predict.mode=generate?)")
@@ -25,18 +26,38 @@ def rule_predictions(records) -> dict[str, list[str]]:
   try:
     out["label_median"] = median_labels(logp, labels)
   except ValueError:
-    pass  # non-numeric labels: no median
+    return out  # non-numeric labels: no median, no quantiles
+  for q in quantiles:
+    out[f"label_quantile_{q:g}"] = quantile_labels(logp, labels, q)
   return out
 
 
-def rule_metrics(records, metrics) -> dict[str, dict[str, float]]:
+def rule_metrics(records, metrics, quantiles=()) -> dict[str, dict[str, float]]:
   golds = [r["target"] for r in records]
   return {rule: compute_metrics(metrics, golds, preds)
-          for rule, preds in rule_predictions(records).items()}
+          for rule, preds in rule_predictions(records, quantiles).items()}
+
+
+def _quantiles(text: str) -> tuple[float, ...]:
+  try:
+    qs = tuple(float(q) for q in text.split(","))
+  except ValueError:
+    raise DataError(f"--quantiles takes numbers separated by commas, got {text!r}") from None
+  if not all(0 < q <= 1 for q in qs):
+    raise DataError(f"--quantiles must each be in (0, 1], got {text!r}")
+  return qs
 
 
 def main(argv=None) -> int:
-  dirs = (argv if argv is not None else sys.argv[1:])
+  dirs = list(argv if argv is not None else sys.argv[1:])
+  quantiles = ()
+  if dirs and dirs[0] == "--quantiles":
+    try:
+      quantiles = _quantiles(dirs[1] if len(dirs) > 1 else "")
+    except DataError as e:
+      print(f"perjax: error: {e}", file=sys.stderr)
+      return 2
+    dirs = dirs[2:]
   if not dirs:
     print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
     return 2
@@ -45,7 +66,7 @@ def main(argv=None) -> int:
       records = read_records(d)
       labels = list(records[0].get("label_probs", {})) if records else []
       metrics = ("MAE", "RMSE") if numeric_labels(labels) else ("accuracy",)
-      for rule, scores in rule_metrics(records, metrics).items():
+      for rule, scores in rule_metrics(records, metrics, quantiles).items():
         print(f"{d}\t{rule}\t" + "\t".join(f"{k}={v:.4f}" for k, v in scores.items()))
     except DataError as e:
       print(f"perjax: error: {d}: {e}", file=sys.stderr)

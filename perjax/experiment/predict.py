@@ -134,12 +134,21 @@ def median_labels(scores, labels) -> list[str]:
   over the labels): the label with the least expected absolute error, minimum Bayes risk decoding
   for MAE. The most likely label minimises the expected 0/1 loss instead; on a 1-5 rating
   spread over 3, 4 and 5 it can pick 5 where 4 is nearer on average."""
+  return quantile_labels(scores, labels, 0.5)
+
+
+def quantile_labels(scores, labels, q: float) -> list[str]:
+  """Per row of [N, L] label log-probs over numeric labels, the first label (in numeric order)
+  at which the distribution's CDF reaches `q` in (0, 1]: the median at 0.5; above it, answers
+  lean towards the higher labels."""
+  if not 0 < q <= 1:
+    raise ValueError(f"a quantile must be in (0, 1], got {q}")
   values = np.array([float(l) for l in labels])
   order = np.argsort(values, kind="stable")
   probs = np.exp(scores - scores.max(axis=1, keepdims=True))[:, order]
   cdf = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
-  # the first label at which the CDF reaches one half (a float tolerance for exact halves)
-  first = np.argmax(cdf >= 0.5 - 1e-6, axis=1)
+  # a float tolerance, so that an exact half reaches the median
+  first = np.argmax(cdf >= q - 1e-6, axis=1)
   return [labels[order[i]] for i in first]
 
 
