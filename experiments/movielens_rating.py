@@ -20,6 +20,7 @@ the candidates on the dev split.
   perjax sweep experiments/movielens_rating.py:dev,part=rounded --seeds 2 --workdir runs/mlr-round-dev
   perjax sweep experiments/movielens_rating.py:dev,part=longer --workdir runs/mlr-long-dev
   perjax sweep experiments/movielens_rating.py:part=oppu --seeds 3 --workdir runs/mlr-oppu
+  perjax sweep experiments/movielens_rating.py:dev,part=all-projections --workdir runs/mlr-all-dev
   perjax run experiments/movielens_rating.py:method=rag,granularity=user --workdir /tmp/mlr-rag
   perjax sweep experiments/movielens_rating.py:smoke --workdir /tmp/mlr-smoke
 """
@@ -64,6 +65,11 @@ ESTIMATE_ROUNDED = dict(ESTIMATE_COSINE, **{"methods.peer_stats.round_estimate":
 # is below the training split's own (0.81), so the adapter is taken to be under-trained. Checked
 # on dev (`dev,part=longer`) before any test run.
 ESTIMATE_LONGER = dict(ESTIMATE_COSINE, **{"train.steps": 256})
+# ESTIMATE_COSINE with the adapter on every projection (q, k, v, o, gate, up, down) instead of q
+# and v: twice the steps did not steepen the slope, so the adapter's reach may be what limits
+# it. Checked on dev (`dev,part=all-projections`) before any test run.
+ESTIMATE_ALL_PROJECTIONS = dict(ESTIMATE_COSINE,
+                                **{"methods.lora.targets": "q,k,v,o,gate,up,down"})
 
 
 def get_config(arg=None):
@@ -105,7 +111,8 @@ def sweep(add, arg=None):
     add(method="rag", granularity="persona")
     add(method="rag+lora@global+lora", granularity="user", **OWN)  # OPPU
     return
-  for part, cell in (("rounded", ESTIMATE_ROUNDED), ("longer", ESTIMATE_LONGER)):
+  for part, cell in (("rounded", ESTIMATE_ROUNDED), ("longer", ESTIMATE_LONGER),
+                     ("all-projections", ESTIMATE_ALL_PROJECTIONS)):
     if f"part={part}" in (arg or ""):  # one more variant of the estimate cell, beside the baseline
       if "dev" not in arg:
         add(method="zero_shot", granularity="global", seeds=1)
