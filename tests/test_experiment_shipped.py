@@ -22,3 +22,16 @@ def test_movielens_tagging_compares_user_and_global_by_label_likelihood():
   runs = {(o["method"], o["granularity"]) for _, o in experiment.sweep_runs(path)}
   for method in ("rag", "lora"):
     assert {(method, "user"), (method, "global")} <= runs
+
+
+def test_movielens_rating_parts_give_their_cells():
+  path = next(p for p in EXPERIMENTS if p.endswith("movielens_rating.py"))
+  cells = lambda part: [o for _, o in experiment.sweep_runs(f"{path}:{part}")]
+  rounded = cells("dev,part=rounded")
+  assert len(rounded) == 1 and rounded[0]["methods.peer_stats.round_estimate"] is True
+  assert cells("dev,part=longer")[0]["train.steps"] == 256
+  assert cells("dev,part=all-projections")[0]["methods.lora.targets"] == "q,k,v,o,gate,up,down"
+  on_test = cells("part=rounded")  # test parts carry the zero_shot baseline
+  assert on_test[0]["method"] == "zero_shot" and len(on_test) == 2
+  oppu = {(o["method"], o["granularity"]) for o in cells("part=oppu")}
+  assert oppu == {("zero_shot", "global"), ("rag", "persona"), ("rag+lora@global+lora", "user")}

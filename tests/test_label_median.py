@@ -3,7 +3,7 @@ brute force over random label distributions."""
 import numpy as np
 import pytest
 
-from perjax.errors import ConfigError
+from perjax.errors import ConfigError, DataError
 from perjax.experiment.predict import median_labels, predict, quantile_labels
 from perjax.experiment.settings import EvalSettings
 
@@ -89,3 +89,6 @@ def test_decision_rules_score_requested_quantiles(tmp_path, capsys):
   assert "label_quantile_0.6\tMAE=0.0000" in capsys.readouterr().out
   assert main(["--quantiles", "1.5", str(tmp_path)]) == 2
   assert "--quantiles must each be in (0, 1]" in capsys.readouterr().err
+  records = [{"id": "c", "target": "drama", "label_probs": {"comedy": .4, "drama": .6}}]
+  with pytest.raises(DataError, match="--quantiles needs numeric labels"):
+    rule_metrics(records, ("accuracy",), quantiles=(0.6,))

@@ -47,28 +47,39 @@ def whole_call(part: str):
     print(f"{part}, {new_tokens} new tokens: {t:.3f} s", flush=True)
 
 
+# SmolLM2-135M's projections as (in, out): q/k/v fused, o, gate/up fused, down
+SHAPES = [(576, 960), (576, 576), (576, 3072), (1536, 576)]
+
+
+def product(x, w, contract_w=0):
+  """x [rows, K] times w ([K, N], or [N, K] contracted in place) in x's dtype, accumulated in
+  float32, as `llama._matmul` and its backward."""
+  return jax.lax.dot_general(x, w, (((1,), (contract_w,)), ((), ())),
+                             preferred_element_type=jnp.float32).astype(x.dtype)
+
+
+def random_layers(rng) -> list[list[jax.Array]]:
+  """30 layers of bfloat16 weights of SHAPES, random values (only the time counts)."""
+  return [[jnp.asarray(rng.standard_normal(s) / 30, jnp.bfloat16) for s in SHAPES]
+          for _ in range(30)]
+
+
+@jax.jit
+def forward_products(x, layers):
+  """The 30 layers' projection products on rows x [rows, 576], nothing else."""
+  for qkv, o, gate_up, down in layers:
+    g = product(product(product(x, qkv)[:, :576], o), gate_up)
+    x = product(g[:, :1536] * g[:, 1536:], down)
+  return x
+
+
 def matmuls():
-  """SmolLM2-135M's 30 layers of fused qkv, o, fused gate-up and down products, bfloat16 in,
-  float32 accumulation (as `llama._matmul`), with random weights."""
-  shapes = [(576, 960), (576, 576), (576, 3072), (1536, 576)]
   rng = np.random.default_rng(0)
-  weights = [[jnp.asarray(rng.standard_normal(s) / 30, jnp.bfloat16) for s in shapes]
-             for _ in range(30)]
-  mm = lambda x, w: jax.lax.dot_general(x, w, (((1,), (0,)), ((), ())),
-                                        preferred_element_type=jnp.float32).astype(x.dtype)
-
-  @jax.jit
-  def layers(x, weights):
-    for qkv, o, gate_up, down in weights:
-      h = mm(mm(x, qkv)[:, :576], o)
-      g = mm(h, gate_up)
-      x = mm(g[:, :1536] * g[:, 1536:], down)
-    return x
-
-  flops_per_row = 2 * 30 * sum(a * b for a, b in shapes)
+  layers = random_layers(rng)
+  flops_per_row = 2 * 30 * sum(a * b for a, b in SHAPES)
   for rows in (16, 2048):
     x = jnp.asarray(rng.standard_normal((rows, 576)), jnp.bfloat16)
-    t = best_time(lambda: layers(x, weights), repeats=3, calls=40 if rows == 16 else 3)
+    t = best_time(lambda: forward_products(x, layers), repeats=3, calls=40 if rows == 16 else 3)
     print(f"{rows} rows: {t * 1e3:.2f} ms, {flops_per_row * rows / t / 1e9:.0f} GFLOP/s",
           flush=True)
 

@@ -7,55 +7,32 @@ contracted in place as `llama._matmul_bwd` does. No weight gradients (the base i
 
   JAX_PLATFORMS=cpu .venv/bin/python docs/bench/train_parts.py
 """
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from generate_parts import SHAPES, best_time, forward_products, product, random_layers
+
 ROWS, D, VOCAB = 2048, 576, 49152
-SHAPES = [(576, 960), (576, 576), (576, 3072), (1536, 576)]  # (in, out)
 
 
-def best_time(fn, repeats: int = 3) -> float:
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
-def product(x, w, contract_w):
-  return jax.lax.dot_general(x, w, (((1,), (contract_w,)), ((), ())),
-                             preferred_element_type=jnp.float32).astype(x.dtype)
+@jax.jit
+def backward_products(g, layers):
+  """The projections' products on the gradient's path, last layer first: each [rows, out]
+  gradient times its [in, out] weight, contracted over out."""
+  for qkv, o, gate_up, down in reversed(layers):
+    h = product(g, down, 1)                                        # [rows, 1536]
+    h = product(jnp.concatenate([h, h], axis=1), gate_up, 1)       # [rows, 576]
+    h = product(h, o, 1)                                           # [rows, 576]
+    g = product(jnp.concatenate([h, h[:, :384]], axis=1), qkv, 1)  # [rows, 576]
+  return g
 
 
 def main():
   rng = np.random.default_rng(0)
-  weights = [[jnp.asarray(rng.standard_normal(s) / 30, jnp.bfloat16) for s in SHAPES]
-             for _ in range(30)]
+  layers = random_layers(rng)
   embed = jnp.asarray(rng.standard_normal((VOCAB, D)) / 30, jnp.bfloat16)
   x = jnp.asarray(rng.standard_normal((ROWS, D)), jnp.bfloat16)
-
-  @jax.jit
-  def forward(x, weights):  # [rows, in] x [in, out]
-    for qkv, o, gate_up, down in weights:
-      h = product(product(x, qkv, 0)[:, :576], o, 0)
-      g = product(h, gate_up, 0)
-      x = product(g[:, :1536] * g[:, 1536:], down, 0)
-    return x
-
-  @jax.jit
-  def backward(g, weights):  # [rows, out] x [in, out] contracted over out: the gradient's path
-    for qkv, o, gate_up, down in reversed(weights):
-      h = product(g, down, 1)                                    # [rows, 1536]
-      h = product(jnp.concatenate([h, h], axis=1), gate_up, 1)   # [rows, 576]
-      h = product(h, o, 1)                                       # [rows, 576]
-      g = product(jnp.concatenate([h, h[:, :384]], axis=1), qkv, 1)  # [rows, 576]
-    return g
-
   head_forward = jax.jit(lambda x, e: jax.lax.dot_general(
       x, e, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32))
   logits_grad = jnp.asarray(rng.standard_normal((ROWS, VOCAB)), jnp.bfloat16)
@@ -63,15 +40,15 @@ def main():
 
   flops_layers = 2 * ROWS * 30 * sum(a * b for a, b in SHAPES)
   flops_head = 2 * ROWS * VOCAB * D
-  parts = [("forward projections", lambda: forward(x, weights), flops_layers),
+  parts = [("forward projections", lambda: forward_products(x, layers), flops_layers),
            ("backward projections (to the activations)",
-            lambda: backward(x, weights), flops_layers),
+            lambda: backward_products(x, layers), flops_layers),
            ("LM head forward", lambda: head_forward(x, embed), flops_head),
            ("LM head backward (to the activations)",
             lambda: head_backward(logits_grad, embed), flops_head)]
   total = 0.0
   for name, fn, flops in parts:
-    t = best_time(fn)
+    t = best_time(fn, repeats=3)
     total += t
     print(f"{name}: {t:.3f} s, {flops / t / 1e9:.0f} GFLOP/s", flush=True)
   print(f"all products of one step: {total:.3f} s, i.e. at most {ROWS / total:.0f} tokens/s",

@@ -25,8 +25,10 @@ def rule_predictions(records, quantiles=()) -> dict[str, list[str]]:
   out = {"label_likelihood": [labels[i] for i in np.argmax(logp, axis=1)]}
   try:
     out["label_median"] = median_labels(logp, labels)
-  except ValueError:
-    return out  # non-numeric labels: no median, no quantiles
+  except ValueError:  # non-numeric labels: no median, no quantiles
+    if quantiles:
+      raise DataError(f"--quantiles needs numeric labels, got {labels[:5]}") from None
+    return out
   for q in quantiles:
     out[f"label_quantile_{q:g}"] = quantile_labels(logp, labels, q)
   return out
