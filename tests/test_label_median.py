@@ -92,3 +92,25 @@ def test_decision_rules_score_requested_quantiles(tmp_path, capsys):
   records = [{"id": "c", "target": "drama", "label_probs": {"comedy": .4, "drama": .6}}]
   with pytest.raises(DataError, match="--quantiles needs numeric labels"):
     rule_metrics(records, ("accuracy",), quantiles=(0.6,))
+
+
+def test_decision_rules_score_an_ensemble_of_runs(tmp_path, capsys):
+  import json
+  from perjax.experiment.decision_rules import ensemble_records, main
+  # each run alone answers 5 for row a (median); their mean distribution answers 3
+  runs = [[{"id": "a", "target": "3", "label_probs": {"1": .1, "3": .3, "5": .6}}],
+          [{"id": "a", "target": "3", "label_probs": {"1": .3, "3": .3, "5": .4}}]]
+  merged = ensemble_records(runs)
+  assert merged[0]["label_probs"] == pytest.approx({"1": .2, "3": .3, "5": .5})
+  dirs = []
+  for i, records in enumerate(runs):
+    (tmp_path / f"r{i}").mkdir()
+    (tmp_path / f"r{i}" / "predictions.jsonl").write_text(json.dumps(records[0]))
+    dirs.append(str(tmp_path / f"r{i}"))
+  assert main([dirs[0]]) == 0 and "label_median\tMAE=2.0000" in capsys.readouterr().out
+  assert main(["--ensemble", *dirs]) == 0
+  assert "ensemble of 2 runs\tlabel_median\tMAE=0.0000" in capsys.readouterr().out
+  (tmp_path / "r1" / "predictions.jsonl").write_text(json.dumps({**runs[1][0], "id": "b"}))
+  assert main(["--ensemble", *dirs]) == 1
+  assert "same examples" in capsys.readouterr().err
+  assert main(["--ensemble", dirs[0]]) == 2  # one run is not an ensemble

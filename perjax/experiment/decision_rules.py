@@ -3,8 +3,10 @@ label_likelihood and label_median modes) scored under each decision rule, withou
 model again: the most likely label (`label_likelihood`), the median (`label_median`, numeric
 labels) and, with `--quantiles`, other quantiles of the distribution (`label_quantile_Q`: the
 first label whose CDF reaches Q). Choosing the rule on dev then costs one run, not one per rule.
+With `--ensemble`, the runs (the same examples, e.g. one cell's seeds) are scored as one
+predictor whose distribution is the mean of theirs.
 
-  python -m perjax.experiment.decision_rules [--quantiles 0.55,0.6] RUN_DIR [RUN_DIR ...]
+  python -m perjax.experiment.decision_rules [--quantiles 0.55,0.6] [--ensemble] RUN_DIR [RUN_DIR ...]
 """
 import sys
 
@@ -34,6 +36,20 @@ def rule_predictions(records, quantiles=()) -> dict[str, list[str]]:
   return out
 
 
+def ensemble_records(runs: list[list[dict]]) -> list[dict]:
+  """One run's records whose `label_probs` are the mean of the runs' (same ids, same order)."""
+  first = runs[0]
+  for records in runs[1:]:
+    if [r["id"] for r in records] != [r["id"] for r in first]:
+      raise DataError("--ensemble needs runs over the same examples in the same order")
+  for records in runs:
+    if any(set(r.get("label_probs", ())) != set(first[0].get("label_probs", ())) for r in records):
+      raise DataError("--ensemble needs runs that recorded distributions over the same labels")
+  return [{**r, "label_probs": {l: float(np.mean([run[i]["label_probs"][l] for run in runs]))
+                                for l in r["label_probs"]}}
+          for i, r in enumerate(first)]
+
+
 def rule_metrics(records, metrics, quantiles=()) -> dict[str, dict[str, float]]:
   golds = [r["target"] for r in records]
   return {rule: compute_metrics(metrics, golds, preds)
@@ -50,29 +66,38 @@ def _quantiles(text: str) -> tuple[float, ...]:
   return qs
 
 
+def _score(name, records, quantiles):
+  labels = list(records[0].get("label_probs", {})) if records else []
+  metrics = ("MAE", "RMSE") if numeric_labels(labels) else ("accuracy",)
+  for rule, scores in rule_metrics(records, metrics, quantiles).items():
+    print(f"{name}\t{rule}\t" + "\t".join(f"{k}={v:.4f}" for k, v in scores.items()))
+
+
 def main(argv=None) -> int:
-  dirs = list(argv if argv is not None else sys.argv[1:])
-  quantiles = ()
-  if dirs and dirs[0] == "--quantiles":
+  args = list(argv if argv is not None else sys.argv[1:])
+  quantiles, ensemble = (), "--ensemble" in args
+  args = [a for a in args if a != "--ensemble"]
+  if args and args[0] == "--quantiles":
     try:
-      quantiles = _quantiles(dirs[1] if len(dirs) > 1 else "")
+      quantiles = _quantiles(args[1] if len(args) > 1 else "")
     except DataError as e:
       print(f"perjax: error: {e}", file=sys.stderr)
       return 2
-    dirs = dirs[2:]
-  if not dirs:
+    args = args[2:]
+  if not args or (ensemble and len(args) < 2):
     print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
     return 2
-  for d in dirs:
-    try:
-      records = read_records(d)
-      labels = list(records[0].get("label_probs", {})) if records else []
-      metrics = ("MAE", "RMSE") if numeric_labels(labels) else ("accuracy",)
-      for rule, scores in rule_metrics(records, metrics, quantiles).items():
-        print(f"{d}\t{rule}\t" + "\t".join(f"{k}={v:.4f}" for k, v in scores.items()))
-    except DataError as e:
-      print(f"perjax: error: {d}: {e}", file=sys.stderr)
-      return 1
+  name = "?"
+  try:
+    if ensemble:
+      name = f"ensemble of {len(args)} runs"
+      _score(name, ensemble_records([read_records(d) for d in args]), quantiles)
+      return 0
+    for name in args:
+      _score(name, read_records(name), quantiles)
+  except DataError as e:
+    print(f"perjax: error: {name}: {e}", file=sys.stderr)
+    return 1
   return 0
 
 
