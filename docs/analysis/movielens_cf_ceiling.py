@@ -13,6 +13,11 @@ bring: the profiles of the 200 drawn users) and every rating in ratings.csv date
 predicted one. Beside them: the user's mean and median rating, rounded. `p` is the one-sided
 paired bootstrap p-value (perjax.stats, 1,000 resamples) that the estimate beats the user
 mean, on the whole split and on the 500 test examples the runs score (`data.max_test`).
+
+A second table reads the same estimate the way a model trained on the train split could at
+best learn to: a + b x estimate, fitted by least squares on the train split's examples (task
+pool), rounded. It asks whether the prompt's number carries enough to beat the user mean on
+dev and test when read as the training users' ratings suggest.
 """
 import collections
 import csv
@@ -68,7 +73,20 @@ def estimates(task, examples, by_movie, before_time: bool):
     out["user_mean"][e.id] = rnd(statistics.mean(ratings))
     out["user_median"][e.id] = str(statistics.median_low(ratings))
     out["item_plus_user_bias"][e.id] = rnd(item_mean(e.input, e.user_id, e.time) + bias)
+    out["raw"][e.id] = item_mean(e.input, e.user_id, e.time) + bias
   return out
+
+
+def fitted_reading(task, pool):
+  """(a, b) of gold ~ a + b x estimate, least squares over the train split."""
+  train = task.splits["train"]
+  xs = estimates(task, train, pool, False)["raw"]
+  ys = {e.id: int(e.target) for e in train}
+  n = len(ys)
+  mx, my = sum(xs.values()) / n, sum(ys.values()) / n
+  b = (sum((xs[i] - mx) * (ys[i] - my) for i in ys) /
+       sum((xs[i] - mx) ** 2 for i in ys))
+  return my - b * mx, b
 
 
 def main():
@@ -89,6 +107,22 @@ def main():
         p = paired_bootstrap(preds["item_plus_user_bias"], preds["user_mean"], golds, "MAE")
         print(f"| {label} | {name} | {len(examples)} | {mae['user_mean']:.4f} | "
               f"{mae['user_median']:.4f} | {mae['item_plus_user_bias']:.4f} | {p:.3f} |")
+
+  pool = pools["task pool"][0]
+  a, b = fitted_reading(task, pool)
+  rnd = lambda x: str(min(5, max(1, int(x + 0.5))))
+  print(f"\nThe estimate read as {a:.3f} + {b:.3f} x estimate (fitted on train), rounded:\n")
+  print("| split | examples | user mean | fitted reading | p |")
+  print("|---|---|---|---|---|")
+  for label, examples in (("dev", task.splits["dev"]), ("dev, scored 200", subsample(
+      task.splits["dev"], 200, 0)), ("test, scored 500", subsample(task.splits["test"], SCORED, 0))):
+    golds = {e.id: e.target for e in examples}
+    preds = estimates(task, examples, pool, False)
+    fitted = {i: rnd(a + b * x) for i, x in preds["raw"].items()}
+    mae = lambda pr: statistics.mean(abs(int(pr[i]) - int(g)) for i, g in golds.items())
+    p = paired_bootstrap(fitted, preds["user_mean"], golds, "MAE")
+    print(f"| {label} | {len(examples)} | {mae(preds['user_mean']):.4f} | {mae(fitted):.4f} | "
+          f"{p:.3f} |")
 
 
 if __name__ == "__main__":
