@@ -114,3 +114,6 @@ def test_decision_rules_score_an_ensemble_of_runs(tmp_path, capsys):
   assert main(["--ensemble", *dirs]) == 1
   assert "same examples" in capsys.readouterr().err
   assert main(["--ensemble", dirs[0]]) == 2  # one run is not an ensemble
+  (tmp_path / "r1" / "predictions.jsonl").write_text(json.dumps({"id": "a", "target": "3"}))
+  assert main(["--ensemble", *dirs]) == 1
+  assert "no label distributions" in capsys.readouterr().err

@@ -39,11 +39,13 @@ def rule_predictions(records, quantiles=()) -> dict[str, list[str]]:
 def ensemble_records(runs: list[list[dict]]) -> list[dict]:
   """One run's records whose `label_probs` are the mean of the runs' (same ids, same order)."""
   first = runs[0]
+  if any("label_probs" not in r for records in runs for r in records):
+    raise DataError("a run recorded no label distributions (predict.mode=generate?)")
   for records in runs[1:]:
     if [r["id"] for r in records] != [r["id"] for r in first]:
       raise DataError("--ensemble needs runs over the same examples in the same order")
   for records in runs:
-    if any(set(r.get("label_probs", ())) != set(first[0].get("label_probs", ())) for r in records):
+    if any(set(r["label_probs"]) != set(first[0]["label_probs"]) for r in records):
       raise DataError("--ensemble needs runs that recorded distributions over the same labels")
   return [{**r, "label_probs": {l: float(np.mean([run[i]["label_probs"][l] for run in runs]))
                                 for l in r["label_probs"]}}
