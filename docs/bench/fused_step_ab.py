@@ -1,0 +1,55 @@
+"""The training bench's step (4 users x 4 rows x 128 tokens, rank-8 LoRA on q and v, bfloat16,
+layers unrolled) with the layers' separate projections, as perjax runs it, against the same step
+with q/k/v and gate/up fused into one product each (the weights concatenated inside the step,
+as `Llama.unstacked_layers(fuse=True)` does for generation). Both are compiled in one process
+and called in turn, so a noisy machine slows both alike; prints each call and the medians.
+
+  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/fused_step_ab.py [calls per variant, default 6]
+"""
+import sys
+import time
+
+import jax
+import numpy as np
+
+from perjax.bench.generate import lora_builder
+from perjax.models import llama, load
+from perjax.training.objectives import lm_loss
+from perjax.training.optim import make_optimizer
+from perjax.training.step import init_train_state, make_train_step
+
+USERS, BATCH, SEQ = 4, 4, 128
+
+
+def main(calls: int):
+  model, _ = load("smollm2-135m-instruct", personal=lora_builder(USERS, 8), dtype="bfloat16",
+                  param_dtype="bfloat16", progress=False, unroll_layers=True)
+  graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
+  ids = np.random.default_rng(0).integers(100, 40000, (1, USERS * BATCH, SEQ)).astype(np.int32)
+  data = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
+          "group_ids": np.repeat(np.arange(USERS, dtype=np.int32), BATCH)[None]}
+  separate = llama.Llama.unstacked_layers
+  steps = {}
+  for variant in ("separate", "fused"):
+    # the step traces its forward pass on its first call, so the patch only has to hold then
+    llama.Llama.unstacked_layers = (separate if variant == "separate" else
+                                    lambda self, fuse=True: separate(self, fuse=True))
+    steps[variant] = make_train_step(graphdef, personal_tx, base_tx, lm_loss, USERS)
+    state, metrics = steps[variant](state, data, jax.random.key(0))
+    print(f"{variant}: compiled, loss {float(metrics['loss']):.6f}", flush=True)
+  llama.Llama.unstacked_layers = separate
+  times = {variant: [] for variant in steps}
+  for i in range(calls):
+    for variant, step in steps.items():
+      start = time.perf_counter()
+      state, metrics = step(state, data, jax.random.key(0))
+      float(metrics["loss"])  # waits for the step
+      times[variant].append(time.perf_counter() - start)
+    print(f"call {i}: " + ", ".join(f"{v} {t[-1]:.3f} s" for v, t in times.items()), flush=True)
+  for variant, t in times.items():
+    median = float(np.median(t))
+    print(f"{variant}: median {median:.3f} s, {USERS * BATCH * SEQ / median:.1f} tokens/s")
+
+
+if __name__ == "__main__":
+  main(int(sys.argv[1]) if len(sys.argv) > 1 else 6)
