@@ -1,4 +1,5 @@
-"""`perjax bench generate|train|retrieval`: one JSON line of figures each (see docs/benchmarks.md)."""
+"""`perjax bench generate|train|users|retrieval`: one JSON line of figures each
+(see docs/benchmarks.md)."""
 import json
 import sys
 
@@ -57,6 +58,24 @@ def register(subparsers):
   t.add_argument("--json", action="store_true")
   t.set_defaults(func=_run_train)
 
+  u = sub.add_parser("users", help="stacked multi-user training against one user after "
+                                    "another: users/s and their ratio")
+  u.add_argument("--model", default="smollm2-135m-instruct")
+  u.add_argument("--users", type=int, default=256)
+  u.add_argument("--examples", type=int, default=16, help="each user's examples (one update)")
+  u.add_argument("--users-per-step", type=int, default=16,
+                 help="users sharing one stacked step (divides --users)")
+  u.add_argument("--seq", type=int, default=128)
+  u.add_argument("--rank", type=int, default=8)
+  u.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  u.add_argument("--unroll-layers", action="store_true")
+  u.add_argument("--loss-chunk", type=int, default=0,
+                 help="LM loss from the hidden states in chunks of this many rows (0: whole)")
+  u.add_argument("--random-weights", action="store_true",
+                 help="the model's architecture with random weights (no download)")
+  u.add_argument("--json", action="store_true")
+  u.set_defaults(func=_run_users)
+
   r = sub.add_parser("retrieval", help="BM25 queries/s over one pool")
   r.add_argument("--items", type=int, default=10_000)
   r.add_argument("--queries", type=int, default=1_000)
@@ -77,6 +96,12 @@ def _check_positive(**values):
   for name, value in values.items():
     if value < 1:
       raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def _check_loss_chunk(value: int):
+  if value < 0:
+    from perjax.errors import ConfigError
+    raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {value}")
 
 
 def _check_bank(args) -> bool:
@@ -109,9 +134,7 @@ def _run_train(args):
   from perjax.bench.train import bench_train
   _check_positive(users=args.users, steps=args.steps, batch=args.batch, seq=args.seq,
                   rank=args.rank, devices=args.devices, processes=args.processes)
-  if args.loss_chunk < 0:
-    from perjax.errors import ConfigError
-    raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {args.loss_chunk}")
+  _check_loss_chunk(args.loss_chunk)
   if args.processes > 1:
     from perjax import distributed
     from perjax.errors import ConfigError
@@ -140,6 +163,17 @@ def _run_train(args):
   if args.processes > 1 and result["process"] != 0:
     return  # one JSON line per run: process 0's
   _print(result, args.json)
+
+
+def _run_users(args):
+  from perjax.bench.users import bench_users
+  _check_positive(users=args.users, examples=args.examples, users_per_step=args.users_per_step,
+                  seq=args.seq, rank=args.rank)
+  _check_loss_chunk(args.loss_chunk)
+  _print(bench_users(args.model, users=args.users, examples=args.examples,
+                     users_per_step=args.users_per_step, seq=args.seq, rank=args.rank,
+                     dtype=args.dtype, unroll_layers=args.unroll_layers,
+                     random_weights=args.random_weights, loss_chunk=args.loss_chunk), args.json)
 
 
 def _run_retrieval(args):
