@@ -7,7 +7,9 @@ from the optimised HLO that XLA dumps for the same program.
   JAX_PLATFORMS=cpu .venv/bin/python docs/bench/op_profile.py generate   # batch-16 generation
 
 Op times overlap where XLA runs two ops at once on the two cores, so their sum can exceed the
-call's wall time; the shares are what to compare.
+call's wall time; the shares are what to compare. Tracing also slows ops that overlap (the
+training step's products look up to 3.5x slower beside each other than alone, which an
+untraced comparison did not bear out; docs/benchmarks.md): check a conclusion untraced.
 """
 import collections
 import glob
