@@ -34,6 +34,11 @@ SHRINK = 3
 SCORED = 500  # experiments/movielens_rating.py's data.max_test, drawn with sample_seed 0
 
 
+def stars(x: float) -> str:
+  """`x` rounded to a whole star, halves up, within 1-5."""
+  return str(min(5, max(1, int(x + 0.5))))
+
+
 def task_pool(task):
   """movie -> [(user, rating, time)] from every profile of the task (global retrieval's pool)."""
   by_movie, seen = collections.defaultdict(list), set()
@@ -58,8 +63,6 @@ def full_pool():
 
 def estimates(task, examples, by_movie, before_time: bool):
   overall = statistics.mean(r for ratings in by_movie.values() for _, r, _ in ratings)
-  rnd = lambda x: str(min(5, max(1, int(x + 0.5))))
-
   def item_mean(movie, user, t):
     others = [r for u, r, ti in by_movie.get(movie, [])
               if u != user and not (before_time and ti is not None and ti >= t)]
@@ -70,9 +73,9 @@ def estimates(task, examples, by_movie, before_time: bool):
     history = own_history_pairs(task, e)
     ratings = [int(t) for _, t, _ in history]
     bias = statistics.mean(int(t) - item_mean(m, e.user_id, e.time) for m, t, _ in history)
-    out["user_mean"][e.id] = rnd(statistics.mean(ratings))
+    out["user_mean"][e.id] = stars(statistics.mean(ratings))
     out["user_median"][e.id] = str(statistics.median_low(ratings))
-    out["item_plus_user_bias"][e.id] = rnd(item_mean(e.input, e.user_id, e.time) + bias)
+    out["item_plus_user_bias"][e.id] = stars(item_mean(e.input, e.user_id, e.time) + bias)
     out["raw"][e.id] = item_mean(e.input, e.user_id, e.time) + bias
   return out
 
@@ -110,7 +113,6 @@ def main():
 
   pool = pools["task pool"][0]
   a, b = fitted_reading(task, pool)
-  rnd = lambda x: str(min(5, max(1, int(x + 0.5))))
   print(f"\nThe estimate read as {a:.3f} + {b:.3f} x estimate (fitted on train), rounded:\n")
   print("| split | examples | user mean | fitted reading | p |")
   print("|---|---|---|---|---|")
@@ -118,7 +120,7 @@ def main():
       task.splits["dev"], 200, 0)), ("test, scored 500", subsample(task.splits["test"], SCORED, 0))):
     golds = {e.id: e.target for e in examples}
     preds = estimates(task, examples, pool, False)
-    fitted = {i: rnd(a + b * x) for i, x in preds["raw"].items()}
+    fitted = {i: stars(a + b * x) for i, x in preds["raw"].items()}
     mae = lambda pr: statistics.mean(abs(int(pr[i]) - int(g)) for i, g in golds.items())
     p = paired_bootstrap(fitted, preds["user_mean"], golds, "MAE")
     print(f"| {label} | {len(examples)} | {mae(preds['user_mean']):.4f} | {mae(fitted):.4f} | "

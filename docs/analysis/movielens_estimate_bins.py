@@ -13,16 +13,12 @@ import re
 import sys
 from pathlib import Path
 
-from movielens_cf_ceiling import fitted_reading, task_pool
+from movielens_cf_ceiling import fitted_reading, stars, task_pool
 from perjax.data import load_dataset
 
 BINS = [(float("-inf"), 3.25, "< 3.25"), (3.25, 3.75, "3.25-3.75"), (3.75, 4.25, "3.75-4.25"),
         (4.25, 4.7, "4.25-4.7"), (4.7, float("inf"), ">= 4.7")]
 ESTIMATE = re.compile(r"Estimate from these: ([0-9]+\.[0-9])")
-
-
-def rounded(x: float) -> int:
-  return min(5, max(1, int(x + 0.5)))
 
 
 def main(run_dirs):
@@ -40,7 +36,7 @@ def main(run_dirs):
       estimate, gold, answer = float(found.group(1)), int(r["target"]), int(r["prediction"])
       probs = r["label_probs"]
       expected = sum(float(l) * p for l, p in probs.items()) / sum(probs.values())
-      fitted = rounded(a + b * estimate)
+      fitted = int(stars(a + b * estimate))
       name = next(name for lo, hi, name in BINS if lo <= estimate < hi)
       cells[name].update(n=1, gold=gold, expected=expected, model=abs(answer - gold),
                          fitted=abs(fitted - gold), fives_model=answer == 5,

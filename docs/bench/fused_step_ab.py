@@ -12,22 +12,19 @@ import time
 import jax
 import numpy as np
 
-from perjax.bench.generate import lora_builder
-from perjax.models import llama, load
+from perjax.bench.lora_training import lora_training, random_ids, token_rows
+from perjax.models import llama
 from perjax.training.objectives import lm_loss
-from perjax.training.optim import make_optimizer
-from perjax.training.step import init_train_state, make_train_step
+from perjax.training.step import make_train_step
 
 USERS, BATCH, SEQ = 4, 4, 128
 
 
 def main(calls: int):
-  model, _ = load("smollm2-135m-instruct", personal=lora_builder(USERS, 8), dtype="bfloat16",
-                  param_dtype="bfloat16", progress=False, unroll_layers=True)
-  graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
-  ids = np.random.default_rng(0).integers(100, 40000, (1, USERS * BATCH, SEQ)).astype(np.int32)
-  data = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
-          "group_ids": np.repeat(np.arange(USERS, dtype=np.int32), BATCH)[None]}
+  model, graphdef, state, personal_tx, base_tx = lora_training(
+      "smollm2-135m-instruct", USERS, 8, dtype="bfloat16", unroll_layers=True)
+  ids = random_ids(np.random.default_rng(0), (1, USERS * BATCH, SEQ), model.config.vocab_size)
+  data = token_rows(ids, np.repeat(np.arange(USERS, dtype=np.int32), BATCH)[None])
   separate = llama.Llama.unstacked_layers
   steps = {}
   for variant in ("separate", "fused"):

@@ -32,19 +32,15 @@ import numpy as np  # noqa: E402
 def training_call():
   """The training bench's step (4 users x 4 rows x 128 tokens, rank-8 LoRA on q and v,
   bfloat16, layers unrolled) as a function of no arguments."""
-  from perjax.bench.generate import lora_builder
-  from perjax.models import load
+  from perjax.bench.lora_training import lora_training, random_ids, token_rows
   from perjax.training.objectives import lm_loss
-  from perjax.training.optim import make_optimizer
-  from perjax.training.step import init_train_state, make_train_step
+  from perjax.training.step import make_train_step
   users, batch, seq = 4, 4, 128
-  model, _ = load("smollm2-135m-instruct", personal=lora_builder(users, 8), dtype="bfloat16",
-                  param_dtype="bfloat16", progress=False, unroll_layers=True)
-  graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
+  model, graphdef, state, personal_tx, base_tx = lora_training(
+      "smollm2-135m-instruct", users, 8, dtype="bfloat16", unroll_layers=True)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, users)
-  ids = np.random.default_rng(0).integers(100, 40000, (1, users * batch, seq)).astype(np.int32)
-  data = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
-          "group_ids": np.repeat(np.arange(users, dtype=np.int32), batch)[None]}
+  ids = random_ids(np.random.default_rng(0), (1, users * batch, seq), model.config.vocab_size)
+  data = token_rows(ids, np.repeat(np.arange(users, dtype=np.int32), batch)[None])
   holder = {"state": state}
 
   def call():

@@ -21,6 +21,7 @@ from perjax.bank.rows import RowInit, RowLayout
 from perjax.bank.store import AdapterBank
 from perjax.bank.train import BankTrainer
 from perjax.bench.generate import lora_builder
+from perjax.bench.lora_training import lora_training, random_ids, token_rows
 from perjax.generation import SamplingConfig
 from perjax.models import load
 from perjax.models.llama import dims
@@ -40,24 +41,20 @@ def bench_train_bank(model_name: str, *, users_total: int, users_per_step: int, 
                      random_weights: bool = False, seed: int = 0, unroll_layers: bool = False,
                      remat: bool = False, loss_chunk: int = 0) -> dict:
   slots = users_per_step
-  model, _ = load(model_name, personal=lora_builder(slots, rank), dtype=dtype, param_dtype=dtype,
-                  progress=False, random_weights=random_weights, seed=seed,
-                  unroll_layers=unroll_layers)
-  model.remat_layers, model.loss_chunk = remat, loss_chunk
-  graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
+  model, graphdef, state, personal_tx, base_tx = lora_training(
+      model_name, slots, rank, dtype=dtype, unroll_layers=unroll_layers,
+      random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, slots)
   bank = _open_bank(bank_dir, state, personal_tx, model.config, users_total, rank, seed)
   trainer = BankTrainer(bank, state, step, slots)
   sampler = CohortSampler(users_total, users_per_step, seed)
-  vocab = min(40000, model.config.vocab_size)
   rng = np.random.default_rng(seed)
   first = bank.step  # a reused bank continues its step count (and its users' rows)
   times, reads, writes, loss = [], [], [], None
   for s in range(first, first + steps):
     cohort = sampler.cohort(s)
-    ids = rng.integers(100 if vocab > 100 else 0, vocab, (1, slots * batch, seq)).astype(np.int32)
-    rows = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
-            "group_ids": np.repeat(cohort, batch)[None]}
+    rows = token_rows(random_ids(rng, (1, slots * batch, seq), model.config.vocab_size),
+                      np.repeat(cohort, batch)[None])
     read0, write0 = bank.read_s, bank.write_s
     start = time.perf_counter()
     metrics = trainer.train_step(cohort, rows, jax.random.key(s))

@@ -9,28 +9,20 @@ import time
 import jax
 import numpy as np
 
-from perjax.bench.generate import lora_builder
-from perjax.models import load
+from perjax.bench.lora_training import lora_training, random_ids, token_rows
 from perjax.training.objectives import lm_loss
-from perjax.training.optim import make_optimizer
-from perjax.training.step import init_train_state, make_train_step
+from perjax.training.step import make_train_step
 
 
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
                 devices: int = 1, dtype: str = "float32", random_weights: bool = False,
                 seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = False,
                 remat: bool = False, loss_chunk: int = 0) -> dict:
-  personal = lora_builder(users, rank)
-  # The frozen base is stored in the compute dtype; the LoRA weights and AdamW moments are
-  # float32 whatever the dtype (mixed precision).
-  model, _ = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype, progress=False,
-                  random_weights=random_weights, seed=seed, unroll_layers=unroll_layers)
-  model.remat_layers, model.loss_chunk = remat, loss_chunk
-  graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
-  vocab = min(40000, model.config.vocab_size)
+  model, graphdef, state, personal_tx, base_tx = lora_training(
+      model_name, users, rank, dtype=dtype, unroll_layers=unroll_layers,
+      random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk)
   group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
-  make_batch = lambda ids: {"input_ids": ids, "loss_mask": np.ones_like(ids),
-                            "attention_mask": np.ones_like(ids), "group_ids": group_ids}
+  make_batch = lambda ids: token_rows(ids, group_ids)
   step_kwargs, place, place_key = {}, lambda tree: tree, lambda key: key
   if jax.process_count() > 1:  # several processes (`--processes`): data parallel over them
     step_kwargs, place, place_key, state = _across_processes(state, make_batch, users, batch, seq)
@@ -41,8 +33,8 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   rng = np.random.default_rng(seed)
   times, loss = [], None
   for s in range(steps):
-    ids = rng.integers(100 if vocab > 100 else 0, vocab, (1, users * batch, seq)).astype(np.int32)
-    batch_arrays = place(make_batch(ids))
+    batch_arrays = place(make_batch(random_ids(rng, (1, users * batch, seq),
+                                               model.config.vocab_size)))
     start = time.perf_counter()
     state, metrics = step(state, batch_arrays, place_key(jax.random.key(s)))
     loss = float(metrics["loss"])  # blocks until the step is done

@@ -13,49 +13,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from perjax.bench.generate import lora_builder
+from perjax.bench.lora_training import lora_training, random_ids, token_rows
 from perjax.errors import ConfigError
-from perjax.models import load
 from perjax.training.objectives import lm_loss
-from perjax.training.optim import make_optimizer
-from perjax.training.step import init_train_state, make_train_step
+from perjax.training.step import make_train_step
 
 
-def user_tokens(users: int, examples: int, seq: int, vocab: int, seed: int) -> np.ndarray:
-  """[U, E, L] random token ids: user u's examples."""
-  low = 100 if vocab > 100 else 0
-  return np.random.default_rng(seed).integers(low, min(vocab, 40000), (users, examples, seq),
-                                              dtype=np.int32)
-
-
-def _batch(ids: np.ndarray, group_ids: np.ndarray) -> dict:
-  ids = ids[None]  # [accum=1, rows, L]
-  return {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
-          "group_ids": group_ids[None]}
-
-
-def _load(model_name, groups, rank, dtype, unroll_layers, random_weights, seed, loss_chunk):
+def _setup(model_name, groups, rank, **options):
   """(the jitted train step for a table of `groups` users, its initial TrainState, vocab)."""
-  model, _ = load(model_name, personal=lora_builder(groups, rank), dtype=dtype, param_dtype=dtype,
-                  progress=False, random_weights=random_weights, seed=seed,
-                  unroll_layers=unroll_layers)
-  model.loss_chunk = loss_chunk  # the LM loss in row chunks: no [rows, T, V] logits at once
-  graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))
+  model, graphdef, state, personal_tx, base_tx = lora_training(model_name, groups, rank,
+                                                               **options)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, groups)
   return step, state, model.config.vocab_size
 
 
-def train_stacked(users, examples, seq, users_per_step, *, model_name, rank, dtype="float32",
-                  unroll_layers=False, random_weights=False, seed=0, loss_chunk=0) -> dict:
+def _rows(ids: np.ndarray, group_ids: np.ndarray) -> dict:
+  return token_rows(ids[None], group_ids[None])  # one micro-batch
+
+
+def train_stacked(users, examples, seq, users_per_step, *, model_name, rank, seed=0,
+                  **options) -> dict:
   """Users in steps of `users_per_step`, all U users' rows in one table: {state, initial (the
   table's rows before training), tokens [U, E, L], seconds (without compilation), compile_s}."""
-  step, state, vocab = _load(model_name, users, rank, dtype, unroll_layers, random_weights, seed,
-                             loss_chunk)
+  step, state, vocab = _setup(model_name, users, rank, seed=seed, **options)
   initial = jax.tree.map(jnp.copy, state.personal)
-  tokens = user_tokens(users, examples, seq, vocab, seed)
+  tokens = random_ids(np.random.default_rng(seed), (users, examples, seq), vocab)
   chunks = [np.arange(start, start + users_per_step)
             for start in range(0, users, users_per_step)]
-  batches = [_batch(tokens[c].reshape(-1, seq), np.repeat(c, examples).astype(np.int32))
+  batches = [_rows(tokens[c].reshape(-1, seq), np.repeat(c, examples).astype(np.int32))
              for c in chunks]
   # compile on a throwaway copy, so that every user still gets exactly one update
   start = time.perf_counter()
@@ -70,14 +55,12 @@ def train_stacked(users, examples, seq, users_per_step, *, model_name, rank, dty
           "seconds": time.perf_counter() - start, "compile_s": compile_s}
 
 
-def train_one_after_another(tokens, initial_personal, *, model_name, rank, dtype="float32",
-                            unroll_layers=False, random_weights=False, seed=0, loss_chunk=0):
+def train_one_after_another(tokens, initial_personal, *, model_name, rank, **options):
   """(each user's final personal state, seconds without compilation, compile seconds): a
   one-user table, reset before each user's step to that user's row of `initial_personal`
   (the stacked table's initial rows, so that both start every user alike)."""
   users, examples, _ = tokens.shape
-  step, state, _ = _load(model_name, 1, rank, dtype, unroll_layers, random_weights, seed,
-                         loss_chunk)
+  step, state, _ = _setup(model_name, 1, rank, **options)
   zeros = np.zeros((examples,), np.int32)
   fresh_opt = state.opt_personal
   row = jax.jit(lambda table, u: jax.tree.map(
@@ -88,14 +71,14 @@ def train_one_after_another(tokens, initial_personal, *, model_name, rank, dtype
                          opt_personal=jax.tree.map(jnp.copy, fresh_opt))
 
   start = time.perf_counter()
-  warm, _ = step(reset(jax.tree.map(jnp.copy, state), 0), _batch(tokens[0], zeros),
+  warm, _ = step(reset(jax.tree.map(jnp.copy, state), 0), _rows(tokens[0], zeros),
                  jax.random.key(0))
   jax.block_until_ready(warm)
   compile_s = time.perf_counter() - start
   trained = []
   start = time.perf_counter()
   for u in range(users):
-    state, metrics = step(reset(state, u), _batch(tokens[u], zeros), jax.random.key(u))
+    state, metrics = step(reset(state, u), _rows(tokens[u], zeros), jax.random.key(u))
     trained.append(state.personal)
   jax.block_until_ready(trained)
   return trained, time.perf_counter() - start, compile_s
