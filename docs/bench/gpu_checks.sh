@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU figures of the scale work, in one go for a lent device (about 5-8 minutes on an H100,
-# compilation included): multi-user LoRA training MFU at 65,536 tokens per step, stacked against
+# The GPU figures of the scale work, in one go for a lent device (about 6-9 minutes on an H100,
+# compilation included): multi-user LoRA training MFU at 65,536 tokens per step (cuDNN's fused
+# attention, then perjax's own for comparison), stacked against
 # one-user-after-another training (256 users x 16 examples), and decoding 256 rows with 256
 # users' adapters against none. SmolLM2-135M's shapes with random weights (`--random-weights`:
 # the weights cannot travel to the device machine), so only the throughput counts. One JSON
@@ -15,10 +16,12 @@ if [ -n "$TINY" ]; then
   M="--model tiny-llama"; TRAIN="--users 2 --steps 2 --batch 2 --seq 16"
   USERS="--users 4 --examples 2 --users-per-step 2 --seq 16"
   GEN="--batch 4 --prompt-len 8 --new-tokens 4"; ADAPTERS=4; CHUNK=8
+  ATTENTION=xla  # the CPU stand-in for cudnn (the same jax.nn.dot_product_attention call)
 else
   M="--model smollm2-135m-instruct --random-weights"; TRAIN="--users 16 --steps 5 --batch 16 --seq 256"
   USERS="--users 256 --examples 16 --users-per-step 16 --seq 128"
   GEN="--batch 256 --prompt-len 128 --new-tokens 64"; ADAPTERS=256; CHUNK=8192
+  ATTENTION=cudnn
 fi
 log=${OUT:-/tmp}/gpu_checks.jsonl
 : > "$log"
@@ -27,8 +30,10 @@ run() {
   timeout "${LIMIT:-300}" python3 -m perjax "$@" --json 2>/dev/null | tail -1 | tee -a "$log"
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU" >&2
-run bench train $M $TRAIN --rank 8 --dtype bfloat16 --unroll-layers --loss-chunk $CHUNK \
-  --peak-tflops "$PEAK"
-run bench users $M $USERS --rank 8 --dtype bfloat16 --loss-chunk $CHUNK
+for attention in "$ATTENTION" default; do
+  run bench train $M $TRAIN --rank 8 --dtype bfloat16 --unroll-layers --loss-chunk $CHUNK \
+    --attention "$attention" --peak-tflops "$PEAK"
+done
+run bench users $M $USERS --rank 8 --dtype bfloat16 --loss-chunk $CHUNK --attention "$ATTENTION"
 run bench generate $M $GEN --adapters "$ADAPTERS" --rank 8
 run bench generate $M $GEN

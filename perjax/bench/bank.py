@@ -39,11 +39,13 @@ def _open_bank(bank_dir, state, personal_tx, config, users_total: int, rank: int
 def bench_train_bank(model_name: str, *, users_total: int, users_per_step: int, bank_dir,
                      steps: int, batch: int, seq: int, rank: int, dtype: str = "float32",
                      random_weights: bool = False, seed: int = 0, unroll_layers: bool = False,
-                     remat: bool = False, loss_chunk: int = 0) -> dict:
+                     remat: bool = False, loss_chunk: int = 0,
+                     attention: str = "default") -> dict:
   slots = users_per_step
   model, graphdef, state, personal_tx, base_tx = lora_training(
       model_name, slots, rank, dtype=dtype, unroll_layers=unroll_layers,
-      random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk)
+      random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk,
+      attention=attention)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, slots)
   bank = _open_bank(bank_dir, state, personal_tx, model.config, users_total, rank, seed)
   trainer = BankTrainer(bank, state, step, slots)
@@ -70,7 +72,7 @@ def bench_train_bank(model_name: str, *, users_total: int, users_per_step: int, 
   return {"what": "lora_bank", "model": model_name, "users_total": users_total,
           "users_per_step": users_per_step, "steps": steps, "batch": batch, "seq": seq,
           "rank": rank, "dtype": dtype, "remat": remat, "loss_chunk": loss_chunk,
-          "random_weights": random_weights,
+          "attention": attention, "random_weights": random_weights,
           "tokens_per_s": slots * batch * seq / steady, "step_s": steady,
           "compile_s": max(times[0] - steady, 0.0), "loss": loss,
           "read_s": float(np.median(reads[1:] if steps > 1 else reads)),

@@ -17,10 +17,12 @@ from perjax.training.step import make_train_step
 def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int, rank: int,
                 devices: int = 1, dtype: str = "float32", random_weights: bool = False,
                 seed: int = 0, peak_tflops: float = 0.0, unroll_layers: bool = False,
-                remat: bool = False, loss_chunk: int = 0) -> dict:
+                remat: bool = False, loss_chunk: int = 0,
+                attention: str = "default") -> dict:
   model, graphdef, state, personal_tx, base_tx = lora_training(
       model_name, users, rank, dtype=dtype, unroll_layers=unroll_layers,
-      random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk)
+      random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk,
+      attention=attention)
   group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
   make_batch = lambda ids: token_rows(ids, group_ids)
   step_kwargs, place, place_key = {}, lambda tree: tree, lambda key: key
@@ -46,7 +48,8 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   result = {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
             "seq": seq, "rank": rank, "devices": devices, "dtype": dtype,
             "unroll_layers": unroll_layers, "remat": remat, "loss_chunk": loss_chunk,
-            "processes": jax.process_count(), "process": jax.process_index(),
+            "attention": attention, "processes": jax.process_count(),
+            "process": jax.process_index(),
             "random_weights": random_weights, "tokens_per_s": tokens_per_s,
             "compile_s": max(times[0] - steady, 0.0), "loss": loss,
             "backend": jax.default_backend(),

@@ -86,12 +86,14 @@ def train_one_after_another(tokens, initial_personal, *, model_name, rank, **opt
 
 def bench_users(model_name: str, *, users: int, examples: int, users_per_step: int, seq: int,
                 rank: int, dtype: str = "float32", unroll_layers: bool = False,
-                random_weights: bool = False, seed: int = 0, loss_chunk: int = 0) -> dict:
+                random_weights: bool = False, seed: int = 0, loss_chunk: int = 0,
+                attention: str = "default") -> dict:
   if users % users_per_step:
     raise ConfigError(f"--users ({users}) must be a multiple of --users-per-step "
                       f"({users_per_step}), so that every stacked step has the same shape")
   kwargs = dict(model_name=model_name, rank=rank, dtype=dtype, unroll_layers=unroll_layers,
-                random_weights=random_weights, seed=seed, loss_chunk=loss_chunk)
+                random_weights=random_weights, seed=seed, loss_chunk=loss_chunk,
+                attention=attention)
   stacked = train_stacked(users, examples, seq, users_per_step, **kwargs)
   del stacked["state"]  # frees the stacked table (and its copy of the base) before the second run
   stacked_s = stacked["seconds"]
@@ -99,7 +101,7 @@ def bench_users(model_name: str, *, users: int, examples: int, users_per_step: i
                                                                 stacked["initial"], **kwargs)
   return {"what": "users", "model": model_name, "users": users, "examples": examples,
           "users_per_step": users_per_step, "seq": seq, "rank": rank, "dtype": dtype,
-          "unroll_layers": unroll_layers, "loss_chunk": loss_chunk,
+          "unroll_layers": unroll_layers, "loss_chunk": loss_chunk, "attention": attention,
           "backend": jax.default_backend(),
           "stacked_users_per_s": users / stacked_s,
           "one_after_another_users_per_s": users / sequential_s,

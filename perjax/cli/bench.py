@@ -48,6 +48,7 @@ def register(subparsers):
                  help="recompute each layer's activations in the backward pass")
   t.add_argument("--loss-chunk", type=int, default=0,
                  help="LM loss from the hidden states in chunks of this many rows (0: whole)")
+  _attention_flag(t)
   t.add_argument("--users-total", type=int, default=0,
                  help="train users of an adapter bank of this many users (needs --bank-dir)")
   t.add_argument("--users-per-step", type=int, default=0,
@@ -73,6 +74,7 @@ def register(subparsers):
                  help="LM loss from the hidden states in chunks of this many rows (0: whole)")
   u.add_argument("--random-weights", action="store_true",
                  help="the model's architecture with random weights (no download)")
+  _attention_flag(u)
   u.add_argument("--json", action="store_true")
   u.set_defaults(func=_run_users)
 
@@ -81,6 +83,12 @@ def register(subparsers):
   r.add_argument("--queries", type=int, default=1_000)
   r.add_argument("--json", action="store_true")
   r.set_defaults(func=_run_retrieval)
+
+
+def _attention_flag(parser):
+  parser.add_argument("--attention", default="default", choices=["default", "xla", "cudnn"],
+                      help="the training step's attention: perjax's own (default), or "
+                           "jax.nn.dot_product_attention lowered by XLA or cuDNN (GPU, bfloat16)")
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -153,13 +161,13 @@ def _run_train(args):
                             steps=args.steps, batch=args.batch, seq=args.seq, rank=args.rank,
                             dtype=args.dtype, random_weights=args.random_weights,
                             unroll_layers=args.unroll_layers, remat=args.remat,
-                            loss_chunk=args.loss_chunk), args.json)
+                            loss_chunk=args.loss_chunk, attention=args.attention), args.json)
     return
   result = bench_train(args.model, users=args.users, steps=args.steps, batch=args.batch,
                        seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype,
                        random_weights=args.random_weights, peak_tflops=args.peak_tflops,
                        unroll_layers=args.unroll_layers, remat=args.remat,
-                       loss_chunk=args.loss_chunk)
+                       loss_chunk=args.loss_chunk, attention=args.attention)
   if args.processes > 1 and result["process"] != 0:
     return  # one JSON line per run: process 0's
   _print(result, args.json)
@@ -173,7 +181,8 @@ def _run_users(args):
   _print(bench_users(args.model, users=args.users, examples=args.examples,
                      users_per_step=args.users_per_step, seq=args.seq, rank=args.rank,
                      dtype=args.dtype, unroll_layers=args.unroll_layers,
-                     random_weights=args.random_weights, loss_chunk=args.loss_chunk), args.json)
+                     random_weights=args.random_weights, loss_chunk=args.loss_chunk,
+                     attention=args.attention), args.json)
 
 
 def _run_retrieval(args):

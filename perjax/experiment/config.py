@@ -37,6 +37,9 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # states in chunks of this many rows (0: the whole [B*T, V] logits at once)
   c.remat_layers = False
   c.loss_chunk = 0
+  # attention without a KV cache (training, scoring): default, xla or cudnn (NVIDIA GPUs,
+  # bfloat16; models/llama.py ATTENTION_KERNELS)
+  c.attention = "default"
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
   c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+ia3)
   c.granularity = "user"

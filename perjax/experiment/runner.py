@@ -37,6 +37,7 @@ from perjax.grouping import GroupingContext
 from perjax.pools import Pools
 from perjax.prompting import Prompt, PromptContext
 from perjax.registry import GRANULARITIES
+from perjax.training.model_options import set_training_options
 
 # bm25s sets its logger to DEBUG on import and logs every index build; keep warnings only.
 logging.getLogger("bm25s").addFilter(lambda record: record.levelno >= logging.WARNING)
@@ -80,8 +81,9 @@ def load_model(config, personal):
     llama_config, weights, tokenizer = _read_checkpoint(config.model)
     model = decoder_loading.build(llama_config, weights, personal=personal, dtype=config.dtype,
                                   seed=config.seed, unroll_layers=config.unroll_layers)
-  model.remat_layers = bool(config.get("remat_layers", False))
-  model.loss_chunk = int(config.get("loss_chunk", 0))
+  set_training_options(model, remat=config.get("remat_layers", False),
+                       loss_chunk=config.get("loss_chunk", 0),
+                       attention=config.get("attention", "default"))
   return model, tokenizer
 
 

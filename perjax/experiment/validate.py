@@ -76,6 +76,9 @@ def check_settings(config, *, trains: bool) -> None:
       raise ConfigError(f"train.lr must be a finite positive number, got {lr!r}")
   if "loss_chunk" in config:
     _positive_int(config, "loss_chunk", minimum=0)
+  if config.get("attention", "default") != "default":  # imports jax only when set
+    from perjax.training.model_options import check_attention
+    check_attention(config.attention, config.dtype)
   _positive_int(config, "eval.batch_size")
   _positive_int(config, "eval.max_new_tokens")
   if "num_beams" in config.eval:

@@ -22,6 +22,14 @@ from perjax.models.rope import rope_frequencies, apply_rope
 
 _MASK_VALUE = -1e30
 
+# Attention for calls without a KV cache (training, and scoring rows laid out for it). "default":
+# this module's grouped-query attention under an explicit [B, T, S] mask, right for any padding.
+# "xla" and "cudnn": `jax.nn.dot_product_attention` with a causal mask and each row's length,
+# which needs right-padded rows, as `training.batching.make_batch` builds them. "cudnn" is
+# cuDNN's fused flash attention (NVIDIA GPUs, bfloat16 or float16); "xla" is the same call
+# lowered by XLA on any backend, the testable stand-in for it. Decoding always uses "default".
+ATTENTION_KERNELS = ("default", "xla", "cudnn")
+
 
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
@@ -131,6 +139,7 @@ class Llama(nnx.Module):
     # from the final hidden states in chunks of this many rows (0: whole logits at once).
     self.remat_layers = False
     self.loss_chunk = 0
+    self.attention = "default"  # one of ATTENTION_KERNELS
     c = config
     self.embed = nnx.Param(
         jax.random.normal(rngs.params(), (c.vocab_size, c.hidden_size), param_dtype) * 0.02)
@@ -261,13 +270,18 @@ class Llama(nnx.Module):
       kv_slots = jnp.arange(kv_valid.shape[1])
     # [B, Tq, S]: causal over slots, and never attend to padding.
     attn_mask = (kv_slots[None, None, :] <= q_slots[None, :, None]) & kv_valid[:, None, :]
+    # The library kernels see each right-padded row's length instead of the mask. An empty
+    # (filler) row counts one token: a wholly masked row may come out NaN from a fused kernel,
+    # and NaN stays NaN under the loss's zero weight.
+    lengths = None if cache is not None or self.attention == "default" else \
+        jnp.maximum(jnp.sum(mask, axis=1, dtype=jnp.int32), 1)
     # Every position is below the number of slots this call can see (its own, or the cache's).
     cos, sin = rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling,
                                 length=kv_valid.shape[1])
     # each module's rows at one layer: its layer-independent rows plus the layer's slices
     layer_rows = lambda per: {n: {**g, **per.get(n, {})} for n, g in rows["global"].items()}
     run_layer = lambda h, p, rows_l, kv: self._layer(h, p, rows_l, kv, fresh, cos, sin,
-                                                     attn_mask, cache_index, acting)
+                                                     attn_mask, cache_index, acting, lengths)
     if self.remat_layers and cache is None:
       # keep only each layer's input for the backward pass; inside the scan CSE cannot merge
       # the recomputation into the forward pass, so it need not be prevented
@@ -327,8 +341,10 @@ class Llama(nnx.Module):
     outs = jnp.split(y, np.cumsum(sizes)[:-1], axis=-1)
     return [_personalize(o, x, name, rows_l, acting) for o, name in zip(outs, names)]
 
-  def _layer(self, h, p, rows_l, kv, fresh, cos, sin, attn_mask, cache_index, acting):
-    """One decoder layer. `kv`: this layer's cache (k, v) `[B, KV, S, D]` or None. Returns the
+  def _layer(self, h, p, rows_l, kv, fresh, cos, sin, attn_mask, cache_index, acting,
+             lengths=None):
+    """One decoder layer. `kv`: this layer's cache (k, v) `[B, KV, S, D]` or None. `lengths`:
+    the rows' lengths `[B]` when a library kernel attends (`self.attention`). Returns the
     new hidden state and (k, v): the updated cache, or this call's keys and values."""
     c = self.config
     B, T, _ = h.shape
@@ -338,6 +354,9 @@ class Llama(nnx.Module):
     k = k.reshape(B, T, c.num_kv_heads, c.head_dim)
     v = v.reshape(B, T, c.num_kv_heads, c.head_dim)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    if lengths is not None:  # no cache: the library kernel takes [B, T, heads, D] as they are
+      attn = _library_attention(q, k, v, lengths, self.attention)
+      return self._layer_rest(h, attn, p, rows_l, acting), (k, v)
     k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, KV, T, D]
     if kv is not None:
       write = lambda cached, new: jax.lax.dynamic_update_slice(
@@ -349,13 +368,19 @@ class Llama(nnx.Module):
     else:
       out_kv = (k, v)
     attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads)
+    return self._layer_rest(h, attn, p, rows_l, acting), out_kv
+
+  def _layer_rest(self, h, attn, p, rows_l, acting):
+    """The layer after attention `[B, T, H, D]`: output projection, MLP, residual hooks."""
+    c = self.config
+    B, T, _ = h.shape
     h = h + self._proj(attn.reshape(B, T, -1), p, "o", rows_l, acting)
     x = _rms_norm(h, p["mlp_norm"], c.rms_norm_eps)
     gate, up = self._projs(x, p, ("gate", "up"), rows_l, acting)
     h = h + self._proj(jax.nn.silu(gate) * up, p, "down", rows_l, acting)
     for name, m in acting("residual"):
       h = m.residual(h, rows_l[name])
-    return h, out_kv
+    return h
 
 
 def _personalize(y, x, name, rows_l, acting):
@@ -447,6 +472,14 @@ def _gqa_attention(q, k, v, mask, num_kv_heads):
   out = _einsum_f32("bkqs,bksd->bkqd", probs, v)
   out = out.astype(v.dtype)
   return out.reshape(B, K, G, T, D).transpose(0, 3, 1, 2, 4).reshape(B, T, H, D)
+
+
+def _library_attention(q, k, v, lengths, kernel: str):
+  """Causal attention of right-padded rows through `jax.nn.dot_product_attention`: q `[B, T,
+  H, D]`, k/v `[B, T, KV, D]`, `lengths` `[B]` -> `[B, T, H, D]`. Queries past a row's length
+  are padding; their outputs are never read (no loss counts them)."""
+  return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=lengths,
+                                      key_value_seq_lengths=lengths, implementation=kernel)
 
 
 def tiny_llama_config(**overrides: Any) -> LlamaConfig:
