@@ -1,6 +1,8 @@
 """The compiled train step's temporary memory with and without the training memory options.
 
     JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/train_memory.py [--users 4 --batch 4 --seq 512]
+    JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/train_memory.py --users 16 --batch 16 \
+        --seq 256 --chunk 8192 --dtype bfloat16 --unroll-layers     # gpu_checks.sh's step
 
 SmolLM2-135M's architecture with random weights (nothing is run, only compiled), the bench's
 setting (rank-8 LoRA on q and v per user, AdamW). Prints XLA's memory analysis of each program:
@@ -25,9 +27,12 @@ def main():
   ap.add_argument("--batch", type=int, default=4)
   ap.add_argument("--seq", type=int, default=512)
   ap.add_argument("--chunk", type=int, default=1024)
+  ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  ap.add_argument("--unroll-layers", action="store_true")
   args = ap.parse_args()
   model, _ = load("smollm2-135m-instruct", personal=lora_builder(args.users, 8), progress=False,
-                  random_weights=True)
+                  random_weights=True, dtype=args.dtype, param_dtype=args.dtype,
+                  unroll_layers=args.unroll_layers)
   rows = args.users * args.batch
   ids = np.zeros((1, rows, args.seq), np.int32)
   batch = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),
@@ -37,7 +42,8 @@ def main():
     graphdef, state, ptx, btx = init_train_state(model, make_optimizer("adamw", 1e-4))
     step = make_train_step(graphdef, ptx, btx, lm_loss, args.users)
     memory = step.lower(state, batch, jax.random.key(0)).compile().memory_analysis()
-    print(json.dumps({"remat": remat, "loss_chunk": chunk, "tokens": rows * args.seq,
+    print(json.dumps({"dtype": args.dtype, "unroll_layers": args.unroll_layers,
+                      "remat": remat, "loss_chunk": chunk, "tokens": rows * args.seq,
                       "temp_mb": round(memory.temp_size_in_bytes / 2**20, 1),
                       "logits_f32_mb": round(rows * args.seq * model.config.vocab_size * 4 / 2**20, 1)}))
 
