@@ -1,5 +1,5 @@
-"""This machine's measured matrix-multiply peak, in float32 and bfloat16, for the CPU rooflines
-in docs/benchmarks.md. Runs with JAX (XLA) or with PyTorch (the reference stack's venv):
+"""This machine's measured matrix-multiply peak, in float32 and bfloat16, and its memory read
+bandwidth, for the CPU rooflines in docs/benchmarks.md. Runs with JAX (XLA) or with PyTorch (the reference stack's venv):
 
   JAX_PLATFORMS=cpu .venv/bin/python docs/bench/matmul_peak.py --backend jax
   /tmp/ref/bin/python docs/bench/matmul_peak.py --backend torch
@@ -7,7 +7,8 @@ in docs/benchmarks.md. Runs with JAX (XLA) or with PyTorch (the reference stack'
 Shapes: a large square product, and SmolLM2-135M's MLP up-projection at 2,048 tokens (the
 prefill of 16 prompts of 128 tokens). bfloat16 inputs accumulate in float32 where the backend
 allows (XLA: preferred_element_type). Prints one JSON line per shape and dtype: the best GFLOP/s
-over `--repeats` timed calls after a warm-up.
+over `--repeats` timed calls after a warm-up. The read bandwidth is the best of a sum over 268 MB
+(about SmolLM2-135M's bfloat16 weights), in GB/s.
 """
 import argparse
 import json
@@ -32,6 +33,34 @@ def torch_product(m, k, n, dtype):
   return lambda: a @ b
 
 
+READ_ELEMENTS = 67_108_864  # 268 MB of float32 (a float32 sum reads at the memory's pace in both
+# stacks; PyTorch's bfloat16 sum is bound by its conversions instead)
+
+
+def jax_read():
+  import jax
+  import jax.numpy as jnp
+  a = jnp.ones((READ_ELEMENTS,), jnp.float32)
+  f = jax.jit(jnp.sum)
+  return lambda: f(a).block_until_ready()
+
+
+def torch_read():
+  import torch
+  a = torch.ones(READ_ELEMENTS, dtype=torch.float32)
+  return lambda: a.sum()
+
+
+def best_seconds(call, repeats: int) -> float:
+  call()  # compile / warm up
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    call()
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--backend", choices=("jax", "torch"), required=True)
@@ -40,15 +69,12 @@ def main():
   make = jax_product if args.backend == "jax" else torch_product
   for name, (m, k, n) in SHAPES.items():
     for dtype in ("float32", "bfloat16"):
-      call = make(m, k, n, dtype)
-      call()  # compile / warm up
-      best = float("inf")
-      for _ in range(args.repeats):
-        t = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - t)
+      best = best_seconds(make(m, k, n, dtype), args.repeats)
       print(json.dumps({"backend": args.backend, "shape": name, "dtype": dtype,
                         "gflop_per_s": round(2 * m * k * n / best / 1e9, 1)}))
+  best = best_seconds(jax_read() if args.backend == "jax" else torch_read(), args.repeats)
+  print(json.dumps({"backend": args.backend, "read_gb_per_s": round(4 * READ_ELEMENTS / best / 1e9,
+                                                                     1)}))
 
 
 if __name__ == "__main__":

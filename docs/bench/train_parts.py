@@ -4,6 +4,8 @@ products a step cannot avoid, measured alone at that step's sizes in bfloat16 wi
 accumulation. Forward: the 30 layers' projections (q/k/v fused, o, gate/up fused, down) and the
 tied LM head. Backward to the activations: the same products against the transposed weights,
 contracted in place as `llama._matmul_bwd` does. No weight gradients (the base is frozen).
+Attention: the batched score and value products of `llama._gqa_attention` (16 rows x 128
+tokens, 3 KV heads with 3 query heads each) and their four backward products, for 30 layers.
 
   JAX_PLATFORMS=cpu .venv/bin/python docs/bench/train_parts.py
 """
@@ -14,6 +16,26 @@ import numpy as np
 from generate_parts import SHAPES, best_time, forward_products, product, random_layers
 
 ROWS, D, VOCAB = 2048, 576, 49152
+BATCH, KV_HEADS, GROUP, SEQ, HEAD_DIM = 16, 3, 3, 128, 64  # ROWS = BATCH * SEQ
+
+
+def einsum(spec, a, b):
+  return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+@jax.jit
+def attention_products(q, k, v):
+  """Per layer: scores and values forward; d probs, d q, d k and d v backward (each one batched
+  product over (row, KV head), queries of a KV head's group stacked as in `_gqa_attention`)."""
+  for _ in range(30):
+    scores = einsum("bkqd,bksd->bkqs", q, k)
+    out = einsum("bkqs,bksd->bkqd", scores, v)
+    d_probs = einsum("bkqd,bksd->bkqs", out, v)
+    d_q = einsum("bkqs,bksd->bkqd", d_probs, k)
+    k = k + einsum("bkqs,bkqd->bksd", d_probs, q)  # d k, d v: kept live for the next layer
+    v = v + einsum("bkqs,bkqd->bksd", scores, out)
+    q = d_q
+  return q, k, v
 
 
 @jax.jit
@@ -38,6 +60,11 @@ def main():
   logits_grad = jnp.asarray(rng.standard_normal((ROWS, VOCAB)), jnp.bfloat16)
   head_backward = jax.jit(lambda g, e: product(g, e, 0))  # [rows, V] x [V, d]
 
+  rows_heads = (BATCH, KV_HEADS)
+  q = jnp.asarray(rng.standard_normal(rows_heads + (GROUP * SEQ, HEAD_DIM)) / 8, jnp.bfloat16)
+  k, v = (jnp.asarray(rng.standard_normal(rows_heads + (SEQ, HEAD_DIM)) / 8, jnp.bfloat16)
+          for _ in range(2))
+  flops_attention = 30 * 6 * 2 * BATCH * KV_HEADS * GROUP * SEQ * SEQ * HEAD_DIM
   flops_layers = 2 * ROWS * 30 * sum(a * b for a, b in SHAPES)
   flops_head = 2 * ROWS * VOCAB * D
   parts = [("forward projections", lambda: forward_products(x, layers), flops_layers),
@@ -45,7 +72,9 @@ def main():
             lambda: backward_products(x, layers), flops_layers),
            ("LM head forward", lambda: head_forward(x, embed), flops_head),
            ("LM head backward (to the activations)",
-            lambda: head_backward(logits_grad, embed), flops_head)]
+            lambda: head_backward(logits_grad, embed), flops_head),
+           ("attention's batched products, forward and backward",
+            lambda: attention_products(q, k, v), flops_attention)]
   total = 0.0
   for name, fn, flops in parts:
     t = best_time(fn, repeats=3)
