@@ -107,3 +107,9 @@ def test_bench_train_refuses_cudnn_without_a_gpu(capsys):
   code, _, err = _bench(capsys, "--attention", "cudnn", "--dtype", "bfloat16")
   assert code == 2 and len(err.strip().splitlines()) == 1
   assert "cudnn attention needs an NVIDIA GPU" in err
+
+
+def test_bench_train_names_an_unknown_kernel(capsys):
+  code, _, err = _bench(capsys, "--attention", "flash")
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "--attention: unknown attention kernel 'flash'" in err

@@ -86,9 +86,10 @@ def register(subparsers):
 
 
 def _attention_flag(parser):
-  parser.add_argument("--attention", default="default", choices=["default", "xla", "cudnn"],
+  parser.add_argument("--attention", default="default",
                       help="the training step's attention: perjax's own (default), or "
-                           "jax.nn.dot_product_attention lowered by XLA or cuDNN (GPU, bfloat16)")
+                           "jax.nn.dot_product_attention lowered by XLA (xla) or cuDNN (cudnn: "
+                           "GPU, bfloat16); checked against models.llama.ATTENTION_KERNELS")
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -106,10 +107,13 @@ def _check_positive(**values):
       raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
-def _check_loss_chunk(value: int):
-  if value < 0:
+def _check_training_options(args):
+  """Before any model loads: the loss chunk, and an attention kernel that can run here."""
+  if args.loss_chunk < 0:
     from perjax.errors import ConfigError
-    raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {value}")
+    raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {args.loss_chunk}")
+  from perjax.training.model_options import check_attention
+  check_attention(args.attention, args.dtype, field="--attention")
 
 
 def _check_bank(args) -> bool:
@@ -142,7 +146,7 @@ def _run_train(args):
   from perjax.bench.train import bench_train
   _check_positive(users=args.users, steps=args.steps, batch=args.batch, seq=args.seq,
                   rank=args.rank, devices=args.devices, processes=args.processes)
-  _check_loss_chunk(args.loss_chunk)
+  _check_training_options(args)
   if args.processes > 1:
     from perjax import distributed
     from perjax.errors import ConfigError
@@ -177,7 +181,7 @@ def _run_users(args):
   from perjax.bench.users import bench_users
   _check_positive(users=args.users, examples=args.examples, users_per_step=args.users_per_step,
                   seq=args.seq, rank=args.rank)
-  _check_loss_chunk(args.loss_chunk)
+  _check_training_options(args)
   _print(bench_users(args.model, users=args.users, examples=args.examples,
                      users_per_step=args.users_per_step, seq=args.seq, rank=args.rank,
                      dtype=args.dtype, unroll_layers=args.unroll_layers,
