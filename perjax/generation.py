@@ -16,6 +16,7 @@ from flax import nnx
 from perjax.beam_search import beam_search_ids
 from perjax.bounded_inputs import fit_prompts, prompt_limit
 from perjax.errors import ConfigError
+from perjax.kernels.rows_matmul import worth_packing
 from perjax.models.personal import per_example_array
 
 
@@ -98,8 +99,8 @@ def _next_token(logits, rng, sampling: SamplingConfig):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "eos_ids", "pad_id"))
-def _generate(graphdef, state, layers, ids, mask, group_ids, level_ids, rng, *, sampling, eos_ids,
-              pad_id):
+def _generate(graphdef, state, layers, head, ids, mask, group_ids, level_ids, rng, *, sampling,
+              eos_ids, pad_id):
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
@@ -107,7 +108,8 @@ def _generate(graphdef, state, layers, ids, mask, group_ids, level_ids, rng, *, 
   # once: every step uses the same rows
   rows = model.gather_personal(group_ids, per_layer=True, level_ids=level_ids)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
-                                cache_index=0, last_logits_only=True, layers=layers, rows=rows)
+                                cache_index=0, last_logits_only=True, layers=layers, rows=rows,
+                                head=head)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
   out = jnp.full((B, sampling.max_new_tokens), pad_id, jnp.int32)
   eos = jnp.asarray(eos_ids, jnp.int32)
@@ -131,7 +133,7 @@ def _generate(graphdef, state, layers, ids, mask, group_ids, level_ids, rng, *, 
     logits, cache = model.forward(
         token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
         cache=cache, cache_index=start + i, positions=positions[:, None], layers=layers,
-        rows=rows)
+        rows=rows, head=head)
     return i + 1, logits[:, 0], cache, out, done, positions + 1
 
   done = jnp.zeros((B,), jnp.bool_)
@@ -159,8 +161,11 @@ class Generator:
     self.graphdef = nnx.graphdef(model)
     self.state = nnx.state(model)
     # Per-layer weight arrays (one more copy of the base weights): the unrolled decoding
-    # loop reads them in place instead of slicing the stacked weights at every step.
-    self.layers = model.unstacked_layers()
+    # loop reads them in place instead of slicing the stacked weights at every step. Packed
+    # for the CPU decoding kernel where it runs (bitwise the same logits, faster).
+    packed = worth_packing(model.dtype)
+    self.layers = model.unstacked_layers(pack_weights=packed)
+    self.head = model.packed_head() if packed else None
 
   def refresh_personal(self, model) -> None:
     """Take new personal parameter values only (the base is unchanged, so its per-layer copy
@@ -183,13 +188,14 @@ class Generator:
     if sampling.num_beams > 1:  # every prompt's row repeated once per beam
       beams = lambda a: np.repeat(np.asarray(a), sampling.num_beams, axis=0)
       out = beam_search_ids(
-          self.graphdef, self.state, self.layers, beams(ids), beams(mask), beams(group_ids),
+          self.graphdef, self.state, self.layers, self.head, beams(ids), beams(mask),
+          beams(group_ids),
           {k: beams(v) for k, v in level_ids.items()}, num_beams=sampling.num_beams,
           max_new_tokens=sampling.max_new_tokens, eos_ids=eos_ids,
           pad_id=int(self.config.pad_token_id), length_penalty=float(sampling.length_penalty))
     else:
-      out = _generate(self.graphdef, self.state, self.layers, ids, mask, group_ids, level_ids,
-                      jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
+      out = _generate(self.graphdef, self.state, self.layers, self.head, ids, mask, group_ids,
+                      level_ids, jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
                       pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)
     results = []
