@@ -1,4 +1,4 @@
-"""The CPU decoding kernel (`perjax.kernels.rows_matmul`): packed products equal XLA's float32-
+"""The CPU decoding product (`perjax.kernels.rows_matmul`): packed products equal XLA's float32-
 accumulated product bit for bit, through the kernel and through XLA's fallback, and generation
 with packed weights gives the same logits and tokens as with plain ones."""
 import jax
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from perjax.generation import Generator, SamplingConfig
-from perjax.kernels import rows_matmul
+from perjax.kernels import cpu_library, rows_matmul
 from perjax.models.llama import Llama, tiny_llama_config
 from flax import nnx
 
 needs_kernel = pytest.mark.skipif(
-    not rows_matmul.kernel_available(),
-    reason="the CPU decoding kernel needs AVX512-BF16, a C++ compiler and one CPU device")
+    not cpu_library.kernels_available(),
+    reason="the CPU kernels need AVX512-BF16, a C++ compiler and one CPU device")
 
 # odd inner sizes (an unpaired last input), widths off the 16-column blocks, and row counts
 # below, at and past one 16-row register block
@@ -47,10 +47,13 @@ def test_kernel_equals_xla_bit_for_bit(K, N, M):
 
 @pytest.mark.parametrize("K,N,M", SHAPES)
 def test_xla_fallback_on_the_packed_layout_equals_the_plain_product(K, N, M, monkeypatch):
-  monkeypatch.setattr(rows_matmul, "kernel_available", lambda: False)
+  monkeypatch.setattr(rows_matmul, "kernels_available", lambda: False)
   x, w = _operands(K, N, M, seed=1)
-  out = jax.jit(rows_matmul.packed_matmul, static_argnums=2)(x, rows_matmul.pack(w), N)
-  np.testing.assert_array_equal(out, _plain(x, w))
+  product = jax.jit(lambda x, packed: rows_matmul.packed_matmul(x, packed, N))  # a fresh trace
+  assert rows_matmul._TARGET not in product.lower(x, rows_matmul.pack(w)).as_text()
+  # XLA on both layouts: the same path for the same number of rows, one row included
+  plain = jax.lax.dot_general(x, w, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  np.testing.assert_array_equal(product(x, rows_matmul.pack(w)), plain)
 
 
 def test_pack_transposed_is_pack_of_the_transpose():
@@ -90,14 +93,14 @@ def test_generator_packs_only_where_the_kernel_runs():
   assert Generator(model).head is None  # float32: the kernel does not apply
   model = Llama(tiny_llama_config(), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
                 rngs=nnx.Rngs(0))
-  assert (Generator(model).head is not None) == rows_matmul.kernel_available()
+  assert (Generator(model).head is not None) == cpu_library.kernels_available()
 
 
 def test_a_failed_build_falls_back_with_one_line(tmp_path, monkeypatch, capsys):
-  if not rows_matmul._cpu_has_avx512_bf16():
-    pytest.skip("this CPU has no AVX512-BF16, so the kernel is never built here")
+  if not cpu_library.cpu_has_avx512_bf16():
+    pytest.skip("this CPU has no AVX512-BF16, so the kernels are never built here")
   monkeypatch.setenv("PERJAX_CACHE", str(tmp_path))
   monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-  assert rows_matmul._registered.__wrapped__() is False
+  assert cpu_library._registered.__wrapped__() is False
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "could not be built" in err[0] and "XLA's products run" in err[0]
+  assert len(err) == 1 and "could not be built" in err[0] and "XLA's own code runs" in err[0]

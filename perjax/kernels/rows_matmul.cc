@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -54,9 +55,17 @@ struct Product {
   const uint16_t* packed = nullptr;
   float* y = nullptr;
   std::atomic<int64_t> next{0}, finished{0};
+  std::atomic<bool> ready{false};  // x_pairs written (helpers are scheduled before, to wake early)
+  std::thread::id caller;  // a pool without threads runs a helper inline, on the caller: it returns
 
   int64_t parts = 1;  // contiguous ranges of blocks: each participant streams its range in order
+  void Help() {
+    if (std::this_thread::get_id() == caller) return;
+    Run();
+  }
+
   void Run() {
+    while (!ready.load(std::memory_order_acquire)) _mm_pause();
     const int64_t n = blocks * 16;
     for (int64_t part; (part = next.fetch_add(1)) < parts;) {
       const int64_t begin = part * blocks / parts, end = (part + 1) * blocks / parts;
@@ -87,18 +96,27 @@ ffi::Error RowsMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x,
   product->blocks = w_dims[0];
   product->packed = reinterpret_cast<const uint16_t*>(packed.typed_data());
   product->y = y->typed_data();
-  const int64_t row_blocks = (product->m + kRows - 1) / kRows;
-  product->x_pairs.assign(row_blocks * product->k_pairs * kRows, 0);
-  const auto* xs = reinterpret_cast<const uint16_t*>(x.typed_data());
-  auto* pairs = reinterpret_cast<uint16_t*>(product->x_pairs.data());
-  for (int64_t i = 0; i < product->m; ++i) {  // row i's k-th value: pair k/2, half k%2
-    uint16_t* row = pairs + ((i / kRows) * product->k_pairs * kRows + i % kRows) * 2;
-    for (int64_t k = 0; k < x_dims[1]; ++k) row[(k / 2) * kRows * 2 + k % 2] = xs[i * x_dims[1] + k];
-  }
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), product->blocks));
+  const int64_t threads =
+      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), product->blocks));
   product->parts = std::min<int64_t>(product->blocks, kPartsPerThread * threads);
-  const int64_t helpers = threads - 1;
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([product] { product->Run(); });
+  product->caller = std::this_thread::get_id();
+  for (int64_t t = 1; t < threads; ++t) pool.Schedule([product] { product->Help(); });
+  // x as pairs [M/16][K/2][16]: a 32-bit transpose of each block of 16 rows (an odd K's last
+  // value pairs with zero)
+  const int64_t K = x_dims[1], whole = K / 2;
+  product->x_pairs.assign((product->m + kRows - 1) / kRows * product->k_pairs * kRows, 0);
+  const auto* xs = reinterpret_cast<const uint16_t*>(x.typed_data());
+  for (int64_t i = 0; i < product->m; ++i) {
+    uint32_t* column = product->x_pairs.data() + (i / kRows) * product->k_pairs * kRows + i % kRows;
+    const uint16_t* row = xs + i * K;
+    for (int64_t kp = 0; kp < whole; ++kp) {
+      uint32_t pair;
+      std::memcpy(&pair, row + 2 * kp, sizeof(pair));
+      column[kp * kRows] = pair;
+    }
+    if (K % 2) column[whole * kRows] = row[K - 1];
+  }
+  product->ready.store(true, std::memory_order_release);
   product->Run();
   while (product->finished.load() < product->blocks) _mm_pause();
   return ffi::Error::Success();

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from perjax.kernels import cache_attention
 from perjax.kernels.rows_matmul import pack, pack_transposed, packed_matmul
 from perjax.models.personal import Dims, PersonalStack
 from perjax.models.rope import rope_frequencies, apply_rope
@@ -390,7 +391,10 @@ class Llama(nnx.Module):
       out_kv = (cached_k, cached_v)
     else:
       out_kv = (k, v)
-    attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads)
+    if kv is not None and cache_attention.applies(q, k):  # inference: the CPU kernel
+      attn = cache_attention.cache_attention(q, k, v, attn_mask)
+    else:
+      attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads)
     return self._layer_rest(h, attn, p, rows_l, acting), out_kv
 
   def _layer_rest(self, h, attn, p, rows_l, acting):
