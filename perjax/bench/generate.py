@@ -62,4 +62,6 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
           "rank": rank if adapters else 0, "dtype": dtype, "random_weights": random_weights,
           "tokens_per_s": produced / steady,
           "seconds": steady, "compile_s": max(first - steady, 0.0),
-          "backend": jax.default_backend()}
+          "backend": jax.default_backend(),
+          # the CPU kernels ran (perjax.kernels; PERJAX_CPU_KERNELS=0 switches them off)
+          "cpu_kernels": generator.head is not None}
