@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from perjax.kernels.cpu_library import kernels_available
 
 _TARGET = "perjax_rows_matmul"
-# Up to this many rows the kernel is faster than XLA's product on the packed layout: 1.5-2.9x at
-# 16-64 rows, about even at 256, slower on a prefill's 2,048 (docs/benchmarks.md).
+# Up to this many rows the kernel is at least as fast as XLA's product (1.6-2.4x at 16 rows,
+# 1.2-1.4x at 64, about even at 256); at a prefill's 2,048 rows XLA's is faster.
 ROW_LIMIT = 256
 
 
