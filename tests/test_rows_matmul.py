@@ -5,11 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from perjax.generation import Generator, SamplingConfig
 from perjax.kernels import cpu_library, rows_matmul
 from perjax.models.llama import Llama, tiny_llama_config
-from flax import nnx
+from perjax.scoring import continuation_logprobs
 
 needs_kernel = pytest.mark.skipif(
     not cpu_library.kernels_available(),
@@ -86,6 +87,11 @@ def test_generation_with_packed_weights_is_unchanged(tie):
   sampling = SamplingConfig(max_new_tokens=6)
   assert packed.generate_ids(prompts, sampling=sampling) == \
       plain.generate_ids(prompts, sampling=sampling)
+  # scoring labels by likelihood: a prefill, then continuations over the cache (head size 14:
+  # XLA's attention in both, so only the products differ, and they are bitwise the same)
+  labels = [[5, 6, 7], [8]]
+  np.testing.assert_array_equal(continuation_logprobs(packed, prompts, labels),
+                                continuation_logprobs(plain, prompts, labels))
 
 
 def test_generator_packs_only_where_the_kernel_runs():
