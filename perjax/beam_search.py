@@ -28,8 +28,8 @@ def _normalised(sums, length, length_penalty):
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "num_beams", "max_new_tokens",
                                              "eos_ids", "pad_id", "length_penalty"))
-def beam_search_ids(graphdef, state, layers, head, ids, mask, group_ids, level_ids, *, num_beams,
-                    max_new_tokens, eos_ids, pad_id, length_penalty):
+def beam_search_ids(graphdef, state, layers, packed_head, ids, mask, group_ids, level_ids, *,
+                    num_beams, max_new_tokens, eos_ids, pad_id, length_penalty):
   """`[B, max_new_tokens]` token ids of each row's best hypothesis, padded after its end.
   `ids`/`mask`/`group_ids`/`level_ids` are already repeated `num_beams` times per example."""
   model = nnx.merge(graphdef, state)
@@ -41,7 +41,7 @@ def beam_search_ids(graphdef, state, layers, head, ids, mask, group_ids, level_i
   rows = model.gather_personal(group_ids, per_layer=True, level_ids=level_ids)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
                                 cache_index=0, last_logits_only=True, layers=layers, rows=rows,
-                                head=head)
+                                packed_head=packed_head)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
   eos = jnp.asarray(eos_ids, jnp.int32)
   n_cand = K * (1 + len(eos_ids))
@@ -97,7 +97,7 @@ def beam_search_ids(graphdef, state, layers, head, ids, mask, group_ids, level_i
     logits, cache = model.forward(
         token.reshape(BK, 1), attention_mask=jnp.ones((BK, 1), jnp.int32), group_ids=group_ids,
         cache=cache, cache_index=start + i, positions=pos[:, None], layers=layers, rows=rows,
-        head=head)
+        packed_head=packed_head)
     return (i + 1, logits[:, 0], cache, sums, alive_tokens, done_tokens, done_scores, finished,
             pos + 1)
 

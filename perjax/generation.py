@@ -99,8 +99,8 @@ def _next_token(logits, rng, sampling: SamplingConfig):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "eos_ids", "pad_id"))
-def _generate(graphdef, state, layers, head, ids, mask, group_ids, level_ids, rng, *, sampling,
-              eos_ids, pad_id):
+def _generate(graphdef, state, layers, packed_head, ids, mask, group_ids, level_ids, rng, *,
+              sampling, eos_ids, pad_id):
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
@@ -109,7 +109,7 @@ def _generate(graphdef, state, layers, head, ids, mask, group_ids, level_ids, rn
   rows = model.gather_personal(group_ids, per_layer=True, level_ids=level_ids)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
                                 cache_index=0, last_logits_only=True, layers=layers, rows=rows,
-                                head=head)
+                                packed_head=packed_head)
   positions = model.prefix_len + jnp.sum(mask, axis=1).astype(jnp.int32)
   out = jnp.full((B, sampling.max_new_tokens), pad_id, jnp.int32)
   eos = jnp.asarray(eos_ids, jnp.int32)
@@ -133,7 +133,7 @@ def _generate(graphdef, state, layers, head, ids, mask, group_ids, level_ids, rn
     logits, cache = model.forward(
         token[:, None], attention_mask=jnp.ones((B, 1), jnp.int32), group_ids=group_ids,
         cache=cache, cache_index=start + i, positions=positions[:, None], layers=layers,
-        rows=rows, head=head)
+        rows=rows, packed_head=packed_head)
     return i + 1, logits[:, 0], cache, out, done, positions + 1
 
   done = jnp.zeros((B,), jnp.bool_)
@@ -165,7 +165,7 @@ class Generator:
     # for the CPU decoding kernel where it runs (bitwise the same logits, faster).
     packed = worth_packing(model.dtype)
     self.layers = model.unstacked_layers(pack_weights=packed)
-    self.head = model.packed_head() if packed else None
+    self.packed_head = model.packed_head() if packed else None
 
   def refresh_personal(self, model) -> None:
     """Take new personal parameter values only (the base is unchanged, so its per-layer copy
@@ -188,15 +188,15 @@ class Generator:
     if sampling.num_beams > 1:  # every prompt's row repeated once per beam
       beams = lambda a: np.repeat(np.asarray(a), sampling.num_beams, axis=0)
       out = beam_search_ids(
-          self.graphdef, self.state, self.layers, self.head, beams(ids), beams(mask),
+          self.graphdef, self.state, self.layers, self.packed_head, beams(ids), beams(mask),
           beams(group_ids),
           {k: beams(v) for k, v in level_ids.items()}, num_beams=sampling.num_beams,
           max_new_tokens=sampling.max_new_tokens, eos_ids=eos_ids,
           pad_id=int(self.config.pad_token_id), length_penalty=float(sampling.length_penalty))
     else:
-      out = _generate(self.graphdef, self.state, self.layers, self.head, ids, mask, group_ids,
-                      level_ids, jax.random.key(seed), sampling=sampling, eos_ids=eos_ids,
-                      pad_id=int(self.config.pad_token_id))
+      out = _generate(self.graphdef, self.state, self.layers, self.packed_head, ids, mask,
+                      group_ids, level_ids, jax.random.key(seed), sampling=sampling,
+                      eos_ids=eos_ids, pad_id=int(self.config.pad_token_id))
     out = np.asarray(out)
     results = []
     for row in out:

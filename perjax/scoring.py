@@ -19,7 +19,8 @@ from perjax.models.personal import per_example_array
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _score(graphdef, state, layers, head, ids, mask, group_ids, level_ids, cont, cont_mask):
+def _score(graphdef, state, layers, packed_head, ids, mask, group_ids, level_ids, cont,
+           cont_mask):
   """[B, L] summed log-probs of the L continuations `cont` [L, T] after each prompt [B, P]."""
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
@@ -27,14 +28,14 @@ def _score(graphdef, state, layers, head, ids, mask, group_ids, level_ids, cont,
   start = model.prefix_len + P
   cache = model.init_cache(B, start + T)
   last, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, level_ids=level_ids,
-                              cache=cache,
-                              cache_index=0, last_logits_only=True, layers=layers, head=head)
+                              cache=cache, cache_index=0, last_logits_only=True, layers=layers,
+                              packed_head=packed_head)
   rep = lambda x, axis: jnp.repeat(x, L, axis=axis)  # row b * L + l: prompt b, candidate l
   cache = jax.tree.map(lambda x: rep(x, 0), cache)  # every cache array is batch-major
   tokens, tmask = jnp.tile(cont, (B, 1)), jnp.tile(cont_mask, (B, 1))
   logits, _ = model.forward(tokens, attention_mask=tmask, group_ids=rep(group_ids, 0),
                             level_ids={k: rep(v, 0) for k, v in level_ids.items()},
-                            cache=cache, cache_index=start, layers=layers, head=head)
+                            cache=cache, cache_index=start, layers=layers, packed_head=packed_head)
   # token j is predicted by the logits before it: the prompt's last one for j = 0
   logits = jnp.concatenate([rep(last, 0), logits[:, :-1]], axis=1)
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
@@ -70,7 +71,7 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
       values = per_example_array(ids_of)
       levels[level] = np.zeros((batch_size,) + values.shape[1:], values.dtype)
       levels[level][:len(chunk)] = values[s:s + batch_size]
-    scores = _score(generator.graphdef, generator.state, generator.layers, generator.head, ids,
-                    mask, groups, levels, cont, cont_mask)
+    scores = _score(generator.graphdef, generator.state, generator.layers, generator.packed_head,
+                    ids, mask, groups, levels, cont, cont_mask)
     out.append(np.asarray(scores)[:len(chunk)])
   return np.concatenate(out)

@@ -69,9 +69,9 @@ def test_generation_with_packed_weights_is_unchanged(tie):
   config = tiny_llama_config(tie_embeddings=tie)
   model = Llama(config, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(3))
   plain = Generator(model, stop_at_eos=False)
-  plain.layers, plain.head = model.unstacked_layers(), None
+  plain.layers, plain.packed_head = model.unstacked_layers(), None
   packed = Generator(model, stop_at_eos=False)
-  packed.layers, packed.head = model.unstacked_layers(pack_weights=True), model.packed_head()
+  packed.layers, packed.packed_head = model.unstacked_layers(pack_weights=True), model.packed_head()
   assert packed.layers[0]["qkv"].ndim == 4 and plain.layers[0]["qkv"].ndim == 2
 
   rng = np.random.default_rng(0)
@@ -79,8 +79,8 @@ def test_generation_with_packed_weights_is_unchanged(tie):
   mask = jnp.ones_like(ids)
   prefill = jax.jit(lambda layers, head: model.forward(
       ids, attention_mask=mask, cache=model.init_cache(5, 12), cache_index=0, layers=layers,
-      head=head)[0])
-  np.testing.assert_array_equal(prefill(packed.layers, packed.head),
+      packed_head=head)[0])
+  np.testing.assert_array_equal(prefill(packed.layers, packed.packed_head),
                                 prefill(plain.layers, None))
 
   prompts = [rng.integers(3, config.vocab_size, n).tolist() for n in (4, 9, 1, 6, 7)]
@@ -96,10 +96,10 @@ def test_generation_with_packed_weights_is_unchanged(tie):
 
 def test_generator_packs_only_where_the_kernel_runs():
   model = Llama(tiny_llama_config(), dtype=jnp.float32, rngs=nnx.Rngs(0))
-  assert Generator(model).head is None  # float32: the kernel does not apply
+  assert Generator(model).packed_head is None  # float32: the kernel does not apply
   model = Llama(tiny_llama_config(), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
                 rngs=nnx.Rngs(0))
-  assert (Generator(model).head is not None) == cpu_library.kernels_available()
+  assert (Generator(model).packed_head is not None) == cpu_library.kernels_available()
 
 
 def test_a_failed_build_falls_back_with_one_line(tmp_path, monkeypatch, capsys):

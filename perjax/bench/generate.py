@@ -64,4 +64,4 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
           "seconds": steady, "compile_s": max(first - steady, 0.0),
           "backend": jax.default_backend(),
           # the CPU kernels ran (perjax.kernels; PERJAX_CPU_KERNELS=0 switches them off)
-          "cpu_kernels": generator.head is not None}
+          "cpu_kernels": generator.packed_head is not None}

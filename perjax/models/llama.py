@@ -217,14 +217,14 @@ class Llama(nnx.Module):
     return layers
 
   def packed_head(self):
-    """The LM head in the compute dtype, packed for `packed_matmul` (`forward(head=...)`)."""
+    """The LM head in the compute dtype, packed for `packed_matmul` (`forward(packed_head=...)`)."""
     weight = self.head_weight().astype(self.dtype)
     return pack_transposed(weight) if self.lm_head is None else pack(weight)
 
   def forward(self, input_ids, *, attention_mask, group_ids=None, cache=None, cache_index=0,
               positions=None, last_logits_only: bool = False, layers: list | None = None,
               rows=None, level_ids=None, base_only: bool = False, hidden_only: bool = False,
-              head=None):
+              packed_head=None):
     """The full forward pass.
 
     Without a cache: personal prefixes (if any) are prepended and logits for the real tokens
@@ -239,8 +239,9 @@ class Llama(nnx.Module):
     layer for the unrolled loop), when the caller gathered them once for many calls (a
     decoding loop); gathered here otherwise. `base_only` switches every personal module off.
     `hidden_only` returns the final hidden states `[B, T, d]` (after the final norm) instead of
-    the logits, for a loss that applies the LM head in chunks (`head_logits`). `head`: the LM
-    head from `packed_head()`, with `layers` from `unstacked_layers(pack_weights=True)`.
+    the logits, for a loss that applies the LM head in chunks (`head_logits`).
+    `packed_head`: the LM head from `packed_head()`, with `layers` from
+    `unstacked_layers(pack_weights=True)`.
     """
     c = self.config
     B, T = input_ids.shape
@@ -324,8 +325,8 @@ class Llama(nnx.Module):
     if hidden_only:
       return x, new_cache
     rows_2d = x.reshape(-1, x.shape[-1])
-    logits = (self.head_logits(rows_2d, self.head_weight()) if head is None else
-              packed_matmul(rows_2d, head, c.vocab_size))
+    logits = (self.head_logits(rows_2d, self.head_weight()) if packed_head is None
+              else packed_matmul(rows_2d, packed_head, c.vocab_size))
     return logits.reshape(x.shape[:-1] + (-1,)), new_cache
 
   def head_weight(self):
