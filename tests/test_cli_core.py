@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from perjax.cli import main
+from perjax.kernels import cpu_library
 
 
 def _run(capsys, *argv):
@@ -40,6 +41,7 @@ def test_bench_generate_json_with_mixed_adapters(capsys):
   result = json.loads(out)
   assert code == 0 and result["adapters"] == 3 and result["tokens_per_s"] > 0
   assert result["compile_s"] >= 0 and result["new_tokens"] == 5
+  assert result["cpu_kernels"] == cpu_library.kernels_available()  # bfloat16 by default
 
 
 def test_bench_train_json(capsys):

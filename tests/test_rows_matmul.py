@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from perjax.errors import ConfigError
 from perjax.generation import Generator, SamplingConfig
 from perjax.kernels import cpu_library, rows_matmul
 from perjax.models.llama import Llama, tiny_llama_config
@@ -110,3 +111,9 @@ def test_a_failed_build_falls_back_with_one_line(tmp_path, monkeypatch, capsys):
   assert cpu_library._registered.__wrapped__() is False
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "could not be built" in err[0] and "XLA's own code runs" in err[0]
+
+
+def test_a_mistyped_switch_is_a_one_line_error(monkeypatch):
+  monkeypatch.setenv("PERJAX_CPU_KERNELS", "off")
+  with pytest.raises(ConfigError, match="PERJAX_CPU_KERNELS must be 0 .* or 1, not 'off'"):
+    cpu_library._registered.__wrapped__()

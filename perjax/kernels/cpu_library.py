@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jax
 
+from perjax.errors import ConfigError
+
 _SOURCES = sorted(Path(__file__).parent.glob("*.cc"))
 # FFI target name -> the handler symbol its source defines
 TARGETS = {"perjax_rows_matmul": "PerjaxRowsMatmul",
@@ -32,7 +34,10 @@ def kernels_available() -> bool:
 
 @functools.cache
 def _registered() -> bool:
-  if os.environ.get("PERJAX_CPU_KERNELS", "1") == "0" or not cpu_has_avx512_bf16():
+  switch = os.environ.get("PERJAX_CPU_KERNELS", "1")
+  if switch not in ("0", "1"):
+    raise ConfigError(f"PERJAX_CPU_KERNELS must be 0 (XLA's code only) or 1, not {switch!r}")
+  if switch == "0" or not cpu_has_avx512_bf16():
     return False
   try:
     library = ctypes.cdll.LoadLibrary(str(_build()))
