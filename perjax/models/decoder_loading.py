@@ -74,11 +74,8 @@ def load_decoder(name: str, *, personal=None, dtype="float32",
   build_kwargs = dict(personal=personal, dtype=dtype, param_dtype=param_dtype, seed=seed,
                       unroll_layers=unroll_layers)
   if random_weights:
-    from perjax.models.known_configs import KNOWN_CONFIGS
-    if name not in KNOWN_CONFIGS:
-      raise PerjaxError(f"no built-in architecture for {name!r}; random weights are available "
-                        f"for {sorted(KNOWN_CONFIGS)}")
-    return build(KNOWN_CONFIGS[name], None, **build_kwargs), None
+    from perjax.models.known_configs import known_config
+    return build(known_config(name), None, **build_kwargs), None
   if name.startswith(TINY_PREFIX):
     tokenizer = byte_tokenizer()
     config = tiny_llama_config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,

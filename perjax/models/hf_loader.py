@@ -5,19 +5,10 @@ from pathlib import Path
 import numpy as np
 
 from perjax.errors import PerjaxError
+from perjax.models import hf_layout
+from perjax.models.hf_layout import Part
 from perjax.models.llama import LlamaConfig
 from perjax.models.safetensors_io import read_safetensors
-
-_LAYER_TENSORS = {
-    "input_layernorm.weight": ("attn_norm", False),
-    "post_attention_layernorm.weight": ("mlp_norm", False),
-    "self_attn.q_proj.weight": ("q", True), "self_attn.k_proj.weight": ("k", True),
-    "self_attn.v_proj.weight": ("v", True), "self_attn.o_proj.weight": ("o", True),
-    "self_attn.q_proj.bias": ("q_bias", False), "self_attn.k_proj.bias": ("k_bias", False),
-    "self_attn.v_proj.bias": ("v_bias", False),
-    "mlp.gate_proj.weight": ("gate", True), "mlp.up_proj.weight": ("up", True),
-    "mlp.down_proj.weight": ("down", True),
-}
 
 
 def read_config(folder: Path) -> LlamaConfig:
@@ -32,21 +23,20 @@ def read_config(folder: Path) -> LlamaConfig:
 
 
 def read_weights(folder: Path, config: LlamaConfig) -> dict:
-  """float32 weights in perjax layout (see gguf_loader.read_weights)."""
+  """float32 weights in perjax layout (see gguf_loader.read_weights), named by `hf_layout`."""
   raw = read_safetensors(folder)
-  get = lambda name: np.asarray(raw[name], np.float32)
-  out = {"embed": get("model.embed_tokens.weight"), "final_norm": get("model.norm.weight")}
-  if not config.tie_embeddings:
-    out["lm_head"] = get("lm_head.weight").T
-  layers: dict[str, list] = {}
-  for i in range(config.num_layers):
-    for suffix, (field, is_matrix) in _LAYER_TENSORS.items():
-      name = f"model.layers.{i}.{suffix}"
-      if name not in raw:
-        continue
-      w = get(name)
-      layers.setdefault(field, []).append(w.T if is_matrix else w)
-  out["layers"] = {k: np.stack(v) for k, v in layers.items()}
+
+  def get(part: Part, layer=None):
+    w = np.asarray(raw[part.tensor_name(layer)], np.float32)
+    w = w if part.rows is None else w[part.rows[0]:part.rows[1]]
+    return w.T if part.transpose else w
+
+  out = {p.field: get(p) for p in hf_layout.top_parts(config)}
+  layers = {}
+  for part in hf_layout.layer_parts(config):
+    if part.tensor_name(0) in raw:  # optional leaves (biases) are absent from some families
+      layers[part.field] = np.stack([get(part, i) for i in range(config.num_layers)])
+  out["layers"] = layers
   return out
 
 
