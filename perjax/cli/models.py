@@ -26,4 +26,15 @@ def run(args):
   for r in rows:
     print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
   print(f"\ncache: {zoo.cache_dir()}")
+  _print_known_shapes()
   return 0
+
+
+def _print_known_shapes():
+  """The architectures `--random-weights` builds without a download."""
+  from perjax.models.known_configs import KNOWN_SHAPES, buildable
+  print("\nknown shapes (--random-weights):")
+  for name, cfg in KNOWN_SHAPES.items():
+    state = "buildable" if buildable(name) else "shape only (family not built yet)"
+    print(f"  {name:24s} {cfg['model_type']:12s} d={cfg['hidden_size']} "
+          f"layers={cfg['num_hidden_layers']}  {state}")
