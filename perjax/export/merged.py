@@ -15,14 +15,8 @@ from safetensors.numpy import save_file
 
 from perjax.errors import ConfigError
 from perjax.export.finished_run import row_tables
+from perjax.models import hf_layout
 from perjax.models.llama import LlamaConfig
-
-_MATRICES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-             "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-             "down": "mlp.down_proj"}
-_VECTORS = {"attn_norm": "input_layernorm.weight", "mlp_norm": "post_attention_layernorm.weight",
-            "q_bias": "self_attn.q_proj.bias", "k_bias": "self_attn.k_proj.bias",
-            "v_bias": "self_attn.v_proj.bias"}
 
 
 def merge(weights: dict, selected) -> dict:
@@ -71,15 +65,14 @@ def hf_config(c: LlamaConfig) -> dict:
 
 
 def hf_tensors(c: LlamaConfig, weights: dict) -> dict[str, np.ndarray]:
-  out = {"model.embed_tokens.weight": weights["embed"], "model.norm.weight": weights["final_norm"]}
-  if not c.tie_embeddings:
-    out["lm_head.weight"] = weights["lm_head"].T
-  for field, stacked in weights["layers"].items():
-    for i in range(c.num_layers):
-      if field in _MATRICES:
-        out[f"model.layers.{i}.{_MATRICES[field]}.weight"] = stacked[i].T
-      else:
-        out[f"model.layers.{i}.{_VECTORS[field]}"] = stacked[i]
+  """perjax weights under their checkpoint names: the inverse of `hf_loader.read_weights`."""
+  out = {}
+  for part in hf_layout.top_parts(c):
+    out[part.tensor_name()] = weights[part.field].T if part.transpose else weights[part.field]
+  for part in hf_layout.layer_parts(c):
+    stacked = weights["layers"].get(part.field)
+    for i in range(c.num_layers if stacked is not None else 0):
+      out[part.tensor_name(i)] = stacked[i].T if part.transpose else stacked[i]
   return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 

@@ -17,13 +17,11 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from perjax.errors import ConfigError
+from perjax.models import hf_layout
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
-# perjax projection -> Hugging Face module path inside a decoder layer
-HF_MODULES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-              "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-              "down": "mlp.down_proj"}
+HF_MODULES = hf_layout.PROJECTION_MODULES  # perjax projection -> module in a decoder layer
 _TARGET_OF = {path.rsplit(".", 1)[1]: t for t, path in HF_MODULES.items()}  # q_proj -> q
 _KEY = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)"
                   r"\.lora_([AB])\.weight$")

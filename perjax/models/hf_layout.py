@@ -2,9 +2,8 @@
 export and peft names, so the three never disagree.
 
 A perjax leaf is a top-level field (`embed`, `final_norm`, `lm_head`) or a `LayerStack` field
-stacked on the layer axis. Each comes from one checkpoint tensor, or from a block of rows of a
-fused one (Phi-3's `qkv_proj` and `gate_up_proj`): `Part.rows` names that block. Matrices are
-stored `[out, in]` by Hugging Face and `[in, out]` by perjax (`Part.transpose`).
+stacked on the layer axis, and comes from one checkpoint tensor. Matrices are stored
+`[out, in]` by Hugging Face and `[in, out]` by perjax (`Part.transpose`).
 """
 import dataclasses
 
@@ -15,8 +14,7 @@ from perjax.models.llama import LlamaConfig
 class Part:
   field: str                          # perjax field
   name: str                           # checkpoint tensor name; `{i}` is the layer index
-  transpose: bool = False             # a matrix: `[out, in]` in the checkpoint
-  rows: tuple[int, int] | None = None  # a block of the checkpoint tensor's first axis
+  transpose: bool = False  # a matrix: `[out, in]` in the checkpoint
 
   def tensor_name(self, layer: int | None = None) -> str:
     return self.name.format(i=layer)
@@ -35,14 +33,10 @@ _LLAMA_VECTORS = {"attn_norm": "input_layernorm.weight",
                   "v_bias": "self_attn.v_proj.bias"}
 
 
-def layer_parts(config: LlamaConfig, fields=None) -> list[Part]:
-  """The per-layer parts of `config`'s family. `fields`: only those present in the model
-  (optional leaves such as biases); all of the family's by default."""
+def layer_parts(config: LlamaConfig) -> list[Part]:
+  """The per-layer parts of `config`'s family; optional ones (biases) may be absent."""
   parts = [Part(f, _LAYER + m + ".weight", transpose=True) for f, m in PROJECTION_MODULES.items()]
-  parts += [Part(f, _LAYER + name) for f, name in _LLAMA_VECTORS.items()]
-  if fields is not None:
-    parts = [p for p in parts if p.field in fields]
-  return parts
+  return parts + [Part(f, _LAYER + name) for f, name in _LLAMA_VECTORS.items()]
 
 
 def top_parts(config: LlamaConfig) -> list[Part]:

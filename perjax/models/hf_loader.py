@@ -28,7 +28,6 @@ def read_weights(folder: Path, config: LlamaConfig) -> dict:
 
   def get(part: Part, layer=None):
     w = np.asarray(raw[part.tensor_name(layer)], np.float32)
-    w = w if part.rows is None else w[part.rows[0]:part.rows[1]]
     return w.T if part.transpose else w
 
   out = {p.field: get(p) for p in hf_layout.top_parts(config)}
