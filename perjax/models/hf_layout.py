@@ -15,9 +15,17 @@ class Part:
   field: str                          # perjax field
   name: str                           # checkpoint tensor name; `{i}` is the layer index
   transpose: bool = False  # a matrix: `[out, in]` in the checkpoint
+  # a block `[start, stop)` of the checkpoint tensor's first axis: one projection of a fused
+  # tensor (Phi-3's `qkv_proj`); None: the whole tensor
+  rows: tuple[int, int] | None = None
 
   def tensor_name(self, layer: int | None = None) -> str:
     return self.name.format(i=layer)
+
+  def take(self, tensor):
+    """This part of a checkpoint `tensor` (numpy or lazy slice), in perjax layout."""
+    w = tensor if self.rows is None else tensor[self.rows[0]:self.rows[1]]
+    return w.T if self.transpose else w
 
 
 _LAYER = "model.layers.{i}."

@@ -27,8 +27,7 @@ def read_weights(folder: Path, config: LlamaConfig) -> dict:
   raw = read_safetensors(folder)
 
   def get(part: Part, layer=None):
-    w = np.asarray(raw[part.tensor_name(layer)], np.float32)
-    return w.T if part.transpose else w
+    return part.take(np.asarray(raw[part.tensor_name(layer)], np.float32))
 
   out = {p.field: get(p) for p in hf_layout.top_parts(config)}
   layers = {}
