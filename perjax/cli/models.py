@@ -32,9 +32,10 @@ def run(args):
 
 def _print_known_shapes():
   """The architectures `--random-weights` builds without a download."""
-  from perjax.models.known_configs import KNOWN_SHAPES, buildable
+  from perjax.models.known_configs import KNOWN_SHAPES, known_config
+  from perjax.models.llama import parameter_count
   print("\nknown shapes (--random-weights):")
   for name, cfg in KNOWN_SHAPES.items():
-    state = "buildable" if buildable(name) else "shape only (family not built yet)"
+    params = parameter_count(known_config(name)) / 1e9
     print(f"  {name:24s} {cfg['model_type']:12s} d={cfg['hidden_size']} "
-          f"layers={cfg['num_hidden_layers']}  {state}")
+          f"layers={cfg['num_hidden_layers']}  {params:.2f}B parameters")

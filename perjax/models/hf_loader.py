@@ -1,11 +1,11 @@
-"""Load a Llama-family model from a Hugging Face folder (config.json, *.safetensors, tokenizer)."""
+"""Load a decoder of any supported family from a Hugging Face folder (config.json, *.safetensors, tokenizer)."""
 import json
 from pathlib import Path
 
 import numpy as np
 
 from perjax.errors import PerjaxError
-from perjax.models import hf_layout
+from perjax.models import families, hf_layout
 from perjax.models.hf_layout import Part
 from perjax.models.llama import LlamaConfig
 from perjax.models.safetensors_io import read_safetensors
@@ -17,8 +17,7 @@ def read_config(folder: Path) -> LlamaConfig:
     cfg = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
     raise PerjaxError(f"cannot read {path}: {e}") from None
-  if cfg.get("model_type") not in ("llama", "qwen2", "mistral"):
-    raise PerjaxError(f"{path}: model_type {cfg.get('model_type')!r} is not a Llama-family decoder")
+  families.check_supported(cfg.get("model_type"), str(path))
   return LlamaConfig.from_hf(cfg)
 
 

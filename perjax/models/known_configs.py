@@ -86,23 +86,10 @@ KNOWN_SHAPES: dict[str, dict] = {
 }
 
 
-# the model types the decoder (`perjax.models.llama`) implements; the other shapes are listed
-# for plans and benches, and refused until their family's differences are built
-DECODER_FAMILIES = ("llama", "qwen2", "mistral")
-
-
-def buildable(name: str) -> bool:
-  return KNOWN_SHAPES[name]["model_type"] in DECODER_FAMILIES
-
-
 def known_config(name: str):
   """The `LlamaConfig` of a known architecture, by name."""
   from perjax.models.llama import LlamaConfig
   if name not in KNOWN_SHAPES:
     raise PerjaxError(f"no built-in architecture for {name!r}; random weights are available "
-                      f"for {', '.join(n for n in KNOWN_SHAPES if buildable(n))}")
-  if not buildable(name):
-    # building it as a Llama would give a model of the right size that computes the wrong thing
-    raise PerjaxError(f"{name}: model_type {KNOWN_SHAPES[name]['model_type']!r} is not built "
-                      f"yet; the decoder supports {', '.join(DECODER_FAMILIES)}")
+                      f"for {', '.join(KNOWN_SHAPES)}")
   return LlamaConfig.from_hf(KNOWN_SHAPES[name])

@@ -1,4 +1,5 @@
-"""Rotary position embeddings (Hugging Face "rotate half" layout), with Llama-3 scaling."""
+"""Rotary position embeddings (Hugging Face "rotate half" layout), with Llama-3 and linear
+scaling."""
 import math
 
 import jax
@@ -11,7 +12,11 @@ def inverse_frequencies(head_dim: int, theta: float, scaling: tuple | None = Non
   inv = (1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)))
   inv = inv.astype(np.float32)  # float32 throughout, like the reference implementations
   if scaling:
-    inv = _llama3_scale(inv, dict(scaling)).astype(np.float32)
+    s = dict(scaling)
+    # linear (Gemma 3's global layers): every position divided by `factor`. A scaling without
+    # a type is Llama 3's (configs written before the type was kept).
+    inv = inv / np.float32(s["factor"]) if s.get("rope_type") == "linear" else _llama3_scale(inv, s)
+    inv = inv.astype(np.float32)
   return inv
 
 
