@@ -86,7 +86,8 @@ def export(source, out, *, fmt: str, user: str | None = None,
   selected = select(run, user=user, persona=persona, global_=global_)
   if fmt == "peft":
     loras = [_lora_rows(*s) for s in selected]
-    return peft_format.write_peft(out, peft_format.combine(loras), base_model=run.config.model)
+    return peft_format.write_peft(out, peft_format.combine(loras), base_model=run.config.model,
+                                  config=run.model_config)
   if fmt == "perjax":
     return write_group(out, {name: (_kind(m), m.level, row, m.describe(), row_tables(m, row))
                              for name, m, row in selected})

@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 from perjax.errors import ConfigError
 from perjax.export.finished_run import row_tables
-from perjax.models import hf_layout
+from perjax.models import families, hf_layout
 from perjax.models.llama import LlamaConfig
 
 
@@ -43,36 +43,21 @@ def merge(weights: dict, selected) -> dict:
   return {**weights, "layers": layers}
 
 
-def hf_config(c: LlamaConfig) -> dict:
-  """config.json for transformers' Llama (Qwen2 when the attention has biases)."""
-  qwen = c.attention_bias
-  out = {"architectures": ["Qwen2ForCausalLM" if qwen else "LlamaForCausalLM"],
-         "model_type": "qwen2" if qwen else "llama",
-         "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
-         "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_layers,
-         "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads,
-         "head_dim": c.head_dim, "hidden_act": "silu", "max_position_embeddings": c.max_position,
-         "rms_norm_eps": c.rms_norm_eps, "rope_theta": c.rope_theta,
-         "tie_word_embeddings": c.tie_embeddings, "bos_token_id": c.bos_token_id,
-         "eos_token_id": list(c.eos_token_ids) if len(c.eos_token_ids) > 1 else
-         (c.eos_token_ids[0] if c.eos_token_ids else None),
-         "pad_token_id": c.pad_token_id, "torch_dtype": "float32"}
-  if not qwen:
-    out.update(attention_bias=False, mlp_bias=False)
-  if c.rope_scaling:
-    out["rope_scaling"] = {"rope_type": "llama3", **dict(c.rope_scaling)}
-  return out
-
-
 def hf_tensors(c: LlamaConfig, weights: dict) -> dict[str, np.ndarray]:
-  """perjax weights under their checkpoint names: the inverse of `hf_loader.read_weights`."""
-  out = {}
+  """perjax weights under their checkpoint names: the inverse of `hf_loader.read_weights`
+  (the row blocks of a fused tensor, Phi-3's `qkv_proj`, concatenated in their order)."""
+  blocks: dict[str, list] = {}
   for part in hf_layout.top_parts(c):
-    out[part.tensor_name()] = weights[part.field].T if part.transpose else weights[part.field]
+    blocks.setdefault(part.tensor_name(), []).append((part, weights[part.field]))
   for part in hf_layout.layer_parts(c):
     stacked = weights["layers"].get(part.field)
     for i in range(c.num_layers if stacked is not None else 0):
-      out[part.tensor_name(i)] = stacked[i].T if part.transpose else stacked[i]
+      blocks.setdefault(part.tensor_name(i), []).append((part, stacked[i]))
+  out = {}
+  for name, parts in blocks.items():
+    parts.sort(key=lambda pw: (pw[0].rows or (0,))[0])
+    out[name] = np.concatenate([w.T if p.transpose else w for p, w in parts], axis=0) \
+        if len(parts) > 1 else (parts[0][1].T if parts[0][0].transpose else parts[0][1])
   return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
@@ -83,7 +68,7 @@ def write_hf_folder(out, config: LlamaConfig, weights: dict, tokenizer=None) -> 
   out.mkdir(parents=True, exist_ok=True)
   save_file(hf_tensors(config, weights), str(out / "model.safetensors"),
             metadata={"format": "pt"})
-  cfg = hf_config(config)
+  cfg = families.hf_config(config)
   (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
   generation = {k: cfg[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
   (out / "generation_config.json").write_text(json.dumps(generation, indent=1) + "\n")

@@ -66,33 +66,77 @@ def combine(loras: list[LoraRows]) -> LoraRows:
   return LoraRows(rank=rank, alpha=float(rank), targets=targets, tables=tables)
 
 
-def to_peft_tensors(lora: LoraRows) -> dict[str, np.ndarray]:
+def fuse(lora: LoraRows, config) -> tuple[LoraRows, dict[str, str]]:
+  """`lora` on the checkpoint's modules of `config`'s family, with {target: module path}.
+
+  Where the checkpoint fuses projections (Phi-3's `qkv_proj` = q, k, v rows), the members'
+  LoRAs become one LoRA of the fused module: their `a`s side by side, their `b`s block-diagonal
+  over the members' output rows (zeros for a member without a LoRA), which computes each
+  member's delta exactly. Every module is then padded with zero columns to one common rank
+  (peft's single `r`), the scale kept by alpha = scale * rank."""
+  if config is None or config.family != "phi3":
+    return lora, {t: HF_MODULES[t] for t in lora.targets}
+  from perjax.models.llama import projection_shapes
+  widths = {t: o for t, (_, o) in projection_shapes(config).items()}
+  tables, modules = {}, {}
+  for target in lora.targets:
+    fused = next(((f, module, names) for f, (module, names) in hf_layout.FUSED_MODULES.items()
+                  if target in names), None)
+    if fused is None:
+      tables[f"{target}_a"], tables[f"{target}_b"] = lora.tables[f"{target}_a"], \
+          lora.tables[f"{target}_b"]
+      modules[target] = HF_MODULES[target]
+    elif fused[0] not in modules:
+      name, module, names = fused
+      present = [t for t in names if t in lora.targets]
+      a = np.concatenate([lora.tables[f"{t}_a"] for t in present], axis=-1)
+      b = np.zeros((a.shape[0], a.shape[-1], sum(widths[t] for t in names)), np.float32)
+      for j, t in enumerate(present):
+        start = sum(widths[u] for u in names[:names.index(t)])
+        b[:, j * lora.rank:(j + 1) * lora.rank, start:start + widths[t]] = lora.tables[f"{t}_b"]
+      tables[f"{name}_a"], tables[f"{name}_b"], modules[name] = a, b, module
+  rank = max(a.shape[-1] for k, a in tables.items() if k.endswith("_a"))
+  pad = lambda x, axis: np.concatenate(
+      [x, np.zeros(x.shape[:axis] + (rank - x.shape[axis],) + x.shape[axis + 1:], x.dtype)],
+      axis=axis)
+  tables = {k: pad(np.asarray(x, np.float32), 2 if k.endswith("_a") else 1)  # [L, d, r], [L, r, o]
+            for k, x in tables.items()}
+  fused_lora = LoraRows(rank=rank, alpha=lora.scale * rank, targets=tuple(modules),
+                        tables=tables)
+  return fused_lora, modules
+
+
+def to_peft_tensors(lora: LoraRows, modules: dict[str, str]) -> dict[str, np.ndarray]:
   out = {}
   for t in lora.targets:
     a, b = np.asarray(lora.tables[f"{t}_a"]), np.asarray(lora.tables[f"{t}_b"])
     for i in range(a.shape[0]):
-      stem = f"base_model.model.model.layers.{i}.{HF_MODULES[t]}"
+      stem = f"base_model.model.model.layers.{i}.{modules[t]}"
       out[f"{stem}.lora_A.weight"] = np.ascontiguousarray(a[i].T, dtype=np.float32)
       out[f"{stem}.lora_B.weight"] = np.ascontiguousarray(b[i].T, dtype=np.float32)
   return out
 
 
-def adapter_config(lora: LoraRows, base_model: str | None) -> dict:
+def adapter_config(lora: LoraRows, base_model: str | None, modules: dict[str, str]) -> dict:
   """peft's LoraConfig fields for `lora` (the ones a loader reads; the rest keep defaults)."""
   alpha = int(lora.alpha) if float(lora.alpha).is_integer() else lora.alpha
   return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
           "r": lora.rank, "lora_alpha": alpha, "lora_dropout": 0.0,
-          "target_modules": sorted(HF_MODULES[t].rsplit(".", 1)[1] for t in lora.targets),
+          "target_modules": sorted(modules[t].rsplit(".", 1)[1] for t in lora.targets),
           "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "use_dora": False,
           "init_lora_weights": True, "inference_mode": True, "modules_to_save": None,
           "layers_to_transform": None, "rank_pattern": {}, "alpha_pattern": {}}
 
 
-def write_peft(folder, lora: LoraRows, *, base_model: str | None = None) -> Path:
+def write_peft(folder, lora: LoraRows, *, base_model: str | None = None, config=None) -> Path:
+  """`lora` as a peft folder; `config` (the base's `LlamaConfig`) names the checkpoint's
+  modules, fused ones included (None: unfused Llama-style names)."""
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
-  save_file(to_peft_tensors(lora), str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
-  (folder / CONFIG_FILE).write_text(json.dumps(adapter_config(lora, base_model), indent=1) + "\n")
+  lora, modules = fuse(lora, config)
+  save_file(to_peft_tensors(lora, modules), str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+  (folder / CONFIG_FILE).write_text(
+      json.dumps(adapter_config(lora, base_model, modules), indent=1) + "\n")
   return folder
 
 

@@ -113,3 +113,43 @@ def _sliding_layers(cfg: dict, family: str, layers: int) -> list[bool]:
     first = cfg.get("max_window_layers", layers)
     return [bool(cfg.get("use_sliding_window")) and i >= first for i in range(layers)]
   return [True] * layers  # mistral, phi3: every layer
+
+
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                  "mistral": "MistralForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                  "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM",
+                  "phi3": "Phi3ForCausalLM"}
+
+
+def hf_config(c) -> dict:
+  """A transformers `config.json` dict for a `LlamaConfig`: the inverse of `config_kwargs`."""
+  eos = list(c.eos_token_ids) if len(c.eos_token_ids) > 1 else \
+      (c.eos_token_ids[0] if c.eos_token_ids else None)
+  out = {"architectures": [_ARCHITECTURES[c.family]], "model_type": c.family,
+         "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+         "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_layers,
+         "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads,
+         "head_dim": c.head_dim, "max_position_embeddings": c.max_position,
+         "rms_norm_eps": c.rms_norm_eps, "rope_theta": c.rope_theta,
+         "tie_word_embeddings": c.tie_embeddings, "bos_token_id": c.bos_token_id,
+         "eos_token_id": eos, "pad_token_id": c.pad_token_id, "torch_dtype": "float32",
+         "attention_bias": c.attention_bias}
+  activation = "gelu_pytorch_tanh" if c.activation == "gelu_tanh" else "silu"
+  out["hidden_activation" if c.family in _GEMMA else "hidden_act"] = activation
+  if c.family == "llama":
+    out["mlp_bias"] = False
+  if c.rope_scaling:
+    out["rope_scaling"] = dict(c.rope_scaling)
+  if c.family in _GEMMA:
+    scalar = (c.query_scale or c.head_dim ** -0.5) ** -2
+    out["query_pre_attn_scalar"] = round(scalar) if abs(scalar - round(scalar)) < 1e-6 else scalar
+    out["attn_logit_softcapping"] = c.attn_softcap
+    out["final_logit_softcapping"] = c.final_softcap
+  if c.local_rope_theta is not None:
+    out["rope_local_base_freq"] = c.local_rope_theta
+  out["sliding_window"] = c.sliding_window
+  if c.sliding_layers:
+    out["layer_types"] = [_SLIDING if s else _FULL for s in c.sliding_layers]
+    if c.family in ("qwen2", "qwen3"):
+      out.update(use_sliding_window=True, max_window_layers=c.sliding_layers.index(True))
+  return out

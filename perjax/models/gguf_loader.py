@@ -25,6 +25,7 @@ def read_config(reader) -> LlamaConfig:
     raise PerjaxError("GGUF files with Llama-3 rope_freqs are not supported yet; "
                       "load the Hugging Face folder instead")
   return LlamaConfig(
+      family=arch,
       vocab_size=k("vocab_size") or len(_field(reader, "tokenizer.ggml.tokens")),
       hidden_size=hidden, intermediate_size=k("feed_forward_length"),
       num_layers=k("block_count"), num_heads=heads,
