@@ -16,6 +16,8 @@ from perjax.models.llama import Llama, tiny_llama_config
 from perjax.models.personal import ModuleSpec, PersonalModule, PersonalStack, stack_builder
 from perjax.registry import METHODS, load_plugins
 from perjax.training import batching, objectives, step as steplib
+from family_configs import tiny_family_config
+from perjax.models.families import SUPPORTED
 from personal_tiny import personal_arrays
 
 load_plugins()
@@ -23,10 +25,14 @@ PARAMETER_METHODS = [n for n, m in METHODS.items() if m.personal is not None]
 CONFIG = tiny_llama_config(num_layers=2, vocab_size=67, hidden_size=30, intermediate_size=38,
                            num_heads=3, num_kv_heads=1, head_dim=10)
 IDS = np.array([[4, 8, 15, 16, 23, 42, 5], [9, 10, 11, 12, 13, 14, 15]], np.int32)
+# every parameter method on the Llama config; the main kinds on each other family's
+ACROSS_FAMILIES = ("lora", "ia3", "soft_prompt", "user_encoder", "full_ft")
+METHOD_FAMILY = [(n, None) for n in PARAMETER_METHODS] + [
+    (n, f) for f in SUPPORTED if f != "llama" for n in ACROSS_FAMILIES]
 
 
-def _model(specs, groups=2, seed=0):
-  return Llama(CONFIG, personal=stack_builder(specs, {None: groups, "global": 1}),
+def _model(specs, groups=2, seed=0, config=CONFIG):
+  return Llama(config, personal=stack_builder(specs, {None: groups, "global": 1}),
                rngs=nnx.Rngs(seed))
 
 
@@ -46,14 +52,14 @@ def _inputs(model) -> dict:
           for _, m in model.personal.modules() for k, shape in m.inputs.items()}
 
 
-@pytest.mark.parametrize("name", PARAMETER_METHODS)
-def test_parameter_method_changes_outputs_of_its_trained_group_only(name):
+@pytest.mark.parametrize("name,family", METHOD_FAMILY)
+def test_parameter_method_changes_outputs_of_its_trained_group_only(name, family):
   """Conformance: the method's module reaches the output through its hooks, gets gradients,
   and training group 0 leaves group 1's outputs untouched (its own rows, where the module has
-  tables shared by every group)."""
+  tables shared by every group); on each decoder family (None: the Llama config)."""
   method = METHODS.get(name)
   recipe = compose(name, method.info.granularities[0], lambda n: METHODS.get(n).defaults)
-  model = _model(recipe.modules)
+  model = _model(recipe.modules, config=CONFIG if family is None else tiny_family_config(family))
   inputs = _inputs(model)
   before = {g: _logits(model, g, inputs) for g in (0, 1)}
   graphdef, state, ptx, btx = steplib.init_train_state(model, optax.adam(5e-2))

@@ -317,8 +317,11 @@ class Llama(nnx.Module):
     full = (attn_mask, *rope_frequencies(positions, c.head_dim, c.rope_theta, c.rope_scaling,
                                          length=n_slots))
     local = full
-    if c.sliding_layers:  # a query sees the `sliding_window` latest slots, itself included
-      window = (q_slots[None, :, None] - kv_slots[None, None, :]) < c.sliding_window
+    if c.sliding_layers:  # a query sees the `sliding_window` latest tokens, itself included
+      # counted in tokens, not slots, so left padding and the cache's layout cannot move the
+      # window: a slot's token index is the number of valid slots up to it
+      token_index = jnp.cumsum(kv_valid, axis=1) - 1  # [B, S]
+      window = (token_index[:, q_slots, None] - token_index[:, None, :]) < c.sliding_window
       rope = full[1:] if c.local_rope_theta is None else rope_frequencies(
           positions, c.head_dim, c.local_rope_theta, None, length=n_slots)
       local = (attn_mask & window, *rope)
