@@ -1,4 +1,5 @@
-"""Load a Llama-family GGUF file: config, dequantized weights and the tokenizer it carries."""
+"""Load a GGUF file of a supported family (as llama.cpp writes it): config, dequantized weights
+and the tokenizer it carries."""
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -11,34 +12,56 @@ def _field(reader, key, default=None):
   return default if field is None else field.contents()
 
 
+# GGUF architecture (as llama.cpp writes it) -> Hugging Face model_type. llama.cpp writes
+# Mistral models as "llama".
+ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3",
+                 "gemma2": "gemma2", "gemma3": "gemma3_text", "phi3": "phi3"}
+# llama.cpp's Gemma 3 has its global layers and local rope base built in
+_GEMMA3_PATTERN, _GEMMA3_LOCAL_BASE = 6, 10000.0
+# llama.cpp scales Gemma's queries by head_dim ** -0.5, except the 27B models (hidden / heads)
+_GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
+
+
 def read_config(reader) -> LlamaConfig:
   arch = _field(reader, "general.architecture")
-  if arch not in ("llama", "qwen2", "mistral"):
-    raise PerjaxError(f"GGUF architecture {arch!r} is not a supported Llama-family decoder")
+  if arch not in ARCHITECTURES:
+    raise PerjaxError(f"GGUF architecture {arch!r} is not a supported decoder family; "
+                      f"supported: {', '.join(ARCHITECTURES)}")
   k = lambda name, default=None: _field(reader, f"{arch}.{name}", default)
   heads = k("attention.head_count")
   hidden = k("embedding_length")
   names = {t.name for t in reader.tensors}
+  if k("rope.scaling.type") == "llama3" or "rope_freqs.weight" in names \
+      or "rope_factors_long.weight" in names:
+    raise PerjaxError("GGUF files with rope_freqs (Llama 3 scaling) or long-rope factors are "
+                      "not supported yet; load the Hugging Face folder instead")
   eos = _field(reader, "tokenizer.ggml.eos_token_id")
-  scaling = None
-  if k("rope.scaling.type") == "llama3" or "rope_freqs.weight" in names:
-    raise PerjaxError("GGUF files with Llama-3 rope_freqs are not supported yet; "
-                      "load the Hugging Face folder instead")
-  return LlamaConfig(
-      family=arch,
-      vocab_size=k("vocab_size") or len(_field(reader, "tokenizer.ggml.tokens")),
-      hidden_size=hidden, intermediate_size=k("feed_forward_length"),
-      num_layers=k("block_count"), num_heads=heads,
-      num_kv_heads=k("attention.head_count_kv", heads),
-      head_dim=k("attention.key_length") or hidden // heads,
-      rope_theta=float(k("rope.freq_base", 10000.0)), rope_scaling=scaling,
-      rms_norm_eps=float(k("attention.layer_norm_rms_epsilon", 1e-5)),
-      tie_embeddings="output.weight" not in names,
-      attention_bias="blk.0.attn_q.bias" in names,
-      max_position=k("context_length", 2048),
-      bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id"),
-      eos_token_ids=(eos,) if eos is not None else (),
-      pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id", eos or 0))
+  layers = k("block_count")
+  head_dim = k("attention.key_length") or hidden // heads
+  cfg = {"model_type": ARCHITECTURES[arch],
+         "vocab_size": k("vocab_size") or len(_field(reader, "tokenizer.ggml.tokens")),
+         "hidden_size": hidden, "intermediate_size": k("feed_forward_length"),
+         "num_hidden_layers": layers, "num_attention_heads": heads,
+         "num_key_value_heads": k("attention.head_count_kv", heads), "head_dim": head_dim,
+         "rope_theta": float(k("rope.freq_base", 10000.0)),
+         "rms_norm_eps": float(k("attention.layer_norm_rms_epsilon", 1e-5)),
+         "tie_word_embeddings": "output.weight" not in names,
+         "attention_bias": "blk.0.attn_q.bias" in names,
+         "max_position_embeddings": k("context_length", 2048),
+         "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"), "eos_token_id": eos,
+         "pad_token_id": _field(reader, "tokenizer.ggml.padding_token_id", eos or 0),
+         "sliding_window": k("attention.sliding_window")}
+  if arch in _GEMMA_27B_LAYERS:
+    big = layers == _GEMMA_27B_LAYERS[arch]
+    cfg.update(hidden_activation="gelu_pytorch_tanh",
+               query_pre_attn_scalar=hidden // heads if big else head_dim,
+               attn_logit_softcapping=k("attn_logit_softcapping"),
+               final_logit_softcapping=k("final_logit_softcapping"))
+  if arch == "gemma3":
+    cfg.update(sliding_window_pattern=_GEMMA3_PATTERN, rope_local_base_freq=_GEMMA3_LOCAL_BASE)
+    if k("rope.scaling.type") == "linear":
+      cfg["rope_scaling"] = {"rope_type": "linear", "factor": float(k("rope.scaling.factor"))}
+  return LlamaConfig.from_hf(cfg)
 
 
 def _unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -55,7 +78,31 @@ _BLOCK_TENSORS = {
     "ffn_up.weight": ("up", True), "ffn_down.weight": ("down", True),
     "attn_q.bias": ("q_bias", False), "attn_k.bias": ("k_bias", False),
     "attn_v.bias": ("v_bias", False),
+    "attn_q_norm.weight": ("q_norm", False), "attn_k_norm.weight": ("k_norm", False),
+    "post_attention_norm.weight": ("post_attn_norm", False),  # Gemma; its ffn_norm is pre-MLP
+    "post_ffw_norm.weight": ("post_mlp_norm", False),
+    "attn_qkv.weight": ("qkv", True),  # Phi-3's fused projections, split by `_split_fused`
 }
+_PHI3_FUSED = {"qkv": ("q", "k", "v"), "up": ("gate", "up")}  # ffn_up holds gate, then up
+
+
+def _block_tensor(arch: str, rest: str, w: np.ndarray, c: LlamaConfig) -> dict[str, np.ndarray]:
+  """{perjax field: array} of one block tensor `w` (GGUF `[out, in]` for matrices), with
+  llama.cpp's layout changes undone: the rotary re-layout of Llama's Q/K rows, the 1 added to
+  Gemma's norm weights (perjax adds it in the model, as transformers does), Phi-3's fusions."""
+  if rest not in _BLOCK_TENSORS:
+    raise PerjaxError(f"unexpected GGUF tensor blk.N.{rest!r} for architecture {arch!r}")
+  field, is_matrix = _BLOCK_TENSORS[rest]
+  if arch in ("llama", "mistral") and rest.startswith(("attn_q.", "attn_k.")):
+    w = _unpermute(w, c.num_heads if rest.startswith("attn_q.") else c.num_kv_heads)
+  if c.norm_offset and rest.endswith("norm.weight"):
+    w = w - np.float32(c.norm_offset)
+  if arch == "phi3" and field in _PHI3_FUSED:
+    from perjax.models.llama import projection_shapes
+    names = _PHI3_FUSED[field]
+    sizes = [projection_shapes(c)[n][1] for n in names]
+    return {n: part.T for n, part in zip(names, np.split(w, np.cumsum(sizes)[:-1], axis=0))}
+  return {field: w.T if is_matrix else w}
 
 
 def read_weights(reader, config: LlamaConfig, progress: bool = True) -> dict:
@@ -63,6 +110,7 @@ def read_weights(reader, config: LlamaConfig, progress: bool = True) -> dict:
   from gguf.quants import dequantize
 
   c = config
+  arch = _field(reader, "general.architecture")
   layers: dict[str, list] = {}
   out = {}
   for t in tqdm(reader.tensors, desc="dequantizing", unit="tensor", disable=not progress):
@@ -71,19 +119,13 @@ def read_weights(reader, config: LlamaConfig, progress: bool = True) -> dict:
     if t.name == "token_embd.weight":
       out["embed"] = w
     elif t.name == "output_norm.weight":
-      out["final_norm"] = w
+      out["final_norm"] = w - np.float32(c.norm_offset)
     elif t.name == "output.weight":
       out["lm_head"] = w.T
     elif t.name.startswith("blk."):
       _, index, rest = t.name.split(".", 2)
-      if rest not in _BLOCK_TENSORS:
-        raise PerjaxError(f"unexpected GGUF tensor {t.name!r}")
-      field, is_matrix = _BLOCK_TENSORS[rest]
-      if rest.startswith("attn_q."):
-        w = _unpermute(w, c.num_heads)
-      elif rest.startswith("attn_k."):
-        w = _unpermute(w, c.num_kv_heads)
-      layers.setdefault(field, [None] * c.num_layers)[int(index)] = w.T if is_matrix else w
+      for field, value in _block_tensor(arch, rest, w, c).items():
+        layers.setdefault(field, [None] * c.num_layers)[int(index)] = value
   out["layers"] = {k: np.stack(v) for k, v in layers.items()}
   return out
 
@@ -98,7 +140,7 @@ def read_tokenizer(reader):
     raise PerjaxError(f"GGUF tokenizer model {kind!r} is not supported (only byte-level BPE)")
   tokens = _field(reader, "tokenizer.ggml.tokens")
   types = _field(reader, "tokenizer.ggml.token_type")
-  merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
+  merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges") or []]
   tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
                              ignore_merges=False))
   pre = _field(reader, "tokenizer.ggml.pre", "default")
