@@ -15,3 +15,23 @@ def shared_data() -> Path:
   if not SHARED_DATA.exists():
     pytest.skip(f"real data sets not found at {SHARED_DATA} (set PERJAX_DATA)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+  """`tiny_checkpoint(family, gguf=False)`: the folder of a tiny random transformers checkpoint
+  of that family with its reference outputs (tests/reference/tiny_families.py), made once per
+  session by the reference Python; skips without one."""
+  from reference_env import reference_python, run_reference
+  ref = reference_python()
+  root = tmp_path_factory.mktemp("families")
+  made = {}
+
+  def make(family: str, gguf: bool = False) -> Path:
+    key = (family, gguf)
+    if key not in made:
+      folder = root / f"{family}{'-gguf' if gguf else ''}"
+      run_reference(ref, "tiny_families.py", "make", family, folder, *(["--gguf"] if gguf else []))
+      made[key] = folder
+    return made[key]
+  return make

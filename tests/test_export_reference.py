@@ -2,9 +2,7 @@
 export_parity.py): the peft adapter on transformers' model from the same GGUF reproduces the
 run's greedy answers, and the merged folder's logits match perjax's personalized logits.
 
-Needs a separate reference Python with torch, transformers, gguf and peft (never perjax's own
-environment), named by $PERJAX_REF_PYTHON (e.g. /tmp/ref/bin/python); skipped without it, so
-a test run never depends on whatever another venv on the machine holds."""
+Needs the reference Python (tests/reference_env.py); skipped without it."""
 import json
 import os
 import subprocess
@@ -14,22 +12,10 @@ from pathlib import Path
 import pytest
 
 from perjax.cli import main
+from reference_env import reference_python
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "reference" / "export_parity.py"
-
-
-def reference_python() -> str:
-  ref = os.environ.get("PERJAX_REF_PYTHON", "")
-  if not ref or not Path(ref).exists():
-    pytest.skip(f"no reference Python ({ref or 'PERJAX_REF_PYTHON unset'}): set "
-                "PERJAX_REF_PYTHON to the python of a venv with torch, transformers, gguf, peft")
-  probe = subprocess.run([ref, "-c", "import torch, transformers, gguf, peft"],
-                         capture_output=True, text=True)
-  if probe.returncode:
-    pytest.skip(f"{ref} lacks torch/transformers/gguf/peft: "
-                f"{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
-  return ref
 
 
 @pytest.mark.real_model
