@@ -36,6 +36,14 @@ class IA3(PersonalModule):
   def describe(self):
     return {"targets": list(self.targets)}
 
+  def merge_into(self, layers, rows):
+    out = dict(layers)
+    for t in self.targets:  # a scale of the output features: the weight's columns, the bias
+      out[t] = out[t] * rows[t][:, None, :]
+      if f"{t}_bias" in out:
+        out[f"{t}_bias"] = out[f"{t}_bias"] * rows[t]
+    return out
+
 
 def personal(options):
   return functools.partial(IA3, targets=parse_targets(options["targets"], "ia3"))

@@ -58,6 +58,17 @@ class LoRA(PersonalModule):
   def describe(self):
     return {"rank": self.rank, "alpha": self.alpha, "targets": list(self.targets)}
 
+  def merge_into(self, layers, rows):
+    out = dict(layers)
+    for t in self.targets:  # W + a b * alpha / rank
+      delta = np.einsum("lir,lro->lio", rows[f"{t}_a"], rows[f"{t}_b"]) * self.scale
+      out[t] = out[t] + delta.astype(out[t].dtype)
+    return out
+
+  def low_rank_delta(self, rows):
+    return self.rank, self.alpha, self.targets, {
+        k: rows[k] for t in self.targets for k in (f"{t}_a", f"{t}_b")}
+
   def merge_groups(self, weights) -> "LoRA":
     """A module of the same kind whose row n acts with the delta `sum_k weights[n, k] *
     delta_k`, `delta_k = A_k B_k * scale` the delta of this module's row k (per layer and

@@ -22,12 +22,12 @@ IMPORTED_MODULE = "lora"  # the module name a `method=lora` run gives its adapte
 
 
 def _lora_rows(name, module, row) -> peft_format.LoraRows:
-  from methods.lora import LoRA
-  if not isinstance(module, LoRA):
-    raise ConfigError(f"module {name!r} is a {type(module).__name__}, not a LoRA: peft export "
-                      "holds LoRA adapters (use --format merged or --format perjax)")
-  return peft_format.LoraRows(rank=module.rank, alpha=module.alpha, targets=module.targets,
-                              tables=row_tables(module, row))
+  delta = module.low_rank_delta(row_tables(module, row))
+  if delta is None:
+    raise ConfigError(f"module {name!r} is a {type(module).__name__}, not a low-rank delta: "
+                      "peft export holds LoRA adapters (use --format merged or --format perjax)")
+  rank, alpha, targets, tables = delta
+  return peft_format.LoraRows(rank=rank, alpha=alpha, targets=tuple(targets), tables=tables)
 
 
 def write_group(out, modules: dict, *, group: int = 0) -> Path:

@@ -1,9 +1,9 @@
 """A Hugging Face model folder with personal parameters merged into the base weights.
 
-LoRA folds in as `W + a b * alpha / rank`, (IA)^3 as a scale of the output features
-(`W * l`, the bias too), in composition order, so the merged weights compute what the
-personalized model does. Modules that add inputs (soft prompts) or act outside a projection
-cannot be merged. Weights are written in Hugging Face's layout: `[out, in]` matrices, Q/K rows
+Each module folds itself in (`PersonalModule.merge_into`: LoRA as `W + a b * alpha / rank`,
+(IA)^3 as a scale of the output features), in composition order, so the merged weights compute
+what the personalized model does. Modules that add inputs (soft prompts) or act outside a
+projection cannot be merged. Weights are written in Hugging Face's layout: `[out, in]` matrices, Q/K rows
 in the order transformers expects (perjax keeps them that way, whether read from a GGUF file
 or a Hugging Face folder).
 """
@@ -21,25 +21,15 @@ from perjax.models.llama import LlamaConfig
 
 def merge(weights: dict, selected) -> dict:
   """`weights` (perjax layout, from `read_checkpoint`) with the selected (name, module, row)
-  merged in; the input is not changed."""
-  from methods.ia3 import IA3
-  from methods.lora import LoRA
+  merged in by each module's `merge_into`; the input is not changed."""
   layers = dict(weights["layers"])
   for name, module, row in selected:
-    rows = row_tables(module, row)
-    if isinstance(module, LoRA):
-      for t in module.targets:
-        delta = np.einsum("lir,lro->lio", rows[f"{t}_a"], rows[f"{t}_b"]) * module.scale
-        layers[t] = layers[t] + delta.astype(layers[t].dtype)
-    elif isinstance(module, IA3):
-      for t in module.targets:
-        layers[t] = layers[t] * rows[t][:, None, :]
-        if f"{t}_bias" in layers:
-          layers[f"{t}_bias"] = layers[f"{t}_bias"] * rows[t]
-    else:
+    merged = module.merge_into(layers, row_tables(module, row))
+    if merged is None:
       raise ConfigError(f"module {name!r} ({type(module).__name__}, acting at "
                         f"{list(module.hooks)}) cannot be merged into the weights; export it "
                         "with --format perjax")
+    layers = merged
   return {**weights, "layers": layers}
 
 

@@ -95,6 +95,21 @@ class PersonalModule(nnx.Module):
     del exported
     return rows
 
+  # -- export capabilities (optional): the core's exporters ask the module, never its type ---
+  def merge_into(self, layers: dict, rows: dict) -> dict | None:
+    """The base's stacked layer weights `layers` ({field: [L, ...]}, perjax layout, float32)
+    with one group's `rows` (its tables' rows) folded in, computing what the module does, for
+    a merged export; None where the module cannot be folded into the weights."""
+    del layers, rows
+    return None
+
+  def low_rank_delta(self, rows: dict):
+    """(rank, alpha, targets, {f"{t}_a": [L, d_in, r], f"{t}_b": [L, r, d_out]}) where one
+    group's `rows` act as `y + x a b * alpha / rank` on each target projection (peft's LoRA
+    export); None otherwise."""
+    del rows
+    return None
+
   def prefix(self, rows):
     raise NotImplementedError
 
