@@ -84,6 +84,16 @@ def register(subparsers):
   r.add_argument("--json", action="store_true")
   r.set_defaults(func=_run_retrieval)
 
+  lo = sub.add_parser("load", help="peak host memory growth of loading a Hugging Face folder")
+  lo.add_argument("--model", required=True, help="a folder, or a known shape with "
+                  "--random-weights (written as a random folder first)")
+  lo.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),
+                  help="the stored and loaded dtype")
+  lo.add_argument("--random-weights", action="store_true")
+  lo.add_argument("--layers", type=int, default=0, help="cut a known shape to this many layers")
+  lo.add_argument("--json", action="store_true")
+  lo.set_defaults(func=_run_load)
+
 
 def _attention_flag(parser):
   parser.add_argument("--attention", default="default",
@@ -187,6 +197,12 @@ def _run_users(args):
                      dtype=args.dtype, unroll_layers=args.unroll_layers,
                      random_weights=args.random_weights, loss_chunk=args.loss_chunk,
                      attention=args.attention), args.json)
+
+
+def _run_load(args):
+  from perjax.bench.load import bench_load
+  _print(bench_load(args.model, dtype=args.dtype, random_weights=args.random_weights,
+                    layers=args.layers), args.json)
 
 
 def _run_retrieval(args):

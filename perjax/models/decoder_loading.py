@@ -8,7 +8,7 @@ from flax import nnx
 from perjax.errors import PerjaxError
 from perjax.models import zoo
 from perjax.models.dtypes import parse_dtype
-from perjax.models.llama import Llama, LlamaConfig, dims, tiny_llama_config
+from perjax.models.llama import Llama, LlamaConfig, dims, parameter_count, tiny_llama_config
 from perjax.models.tiny_tokenizer import byte_tokenizer
 
 TINY_PREFIX = "tiny-llama"
@@ -40,49 +40,95 @@ def build(config: LlamaConfig, weights: dict | None, *, personal=None,
           unroll_layers: bool = False) -> Llama:
   """A Llama with the given base weights (random when None) and freshly initialised personal
   modules (`personal`: a builder (dims, rngs) -> PersonalStack, see `models.personal`)."""
+  def from_weights(leaves):
+    flat = {"embed": weights["embed"], "final_norm": weights["final_norm"],
+            "lm_head": weights.get("lm_head"),
+            **{f"layers/{k}": v for k, v in weights["layers"].items()}}
+    return {path: jnp.asarray(flat[path], leaf.dtype) for path, leaf in leaves.items()}
+  return _assemble(config, None if weights is None else from_weights, personal=personal,
+                   dtype=dtype, param_dtype=param_dtype, seed=seed, unroll_layers=unroll_layers)
+
+
+def build_from_folder(config: LlamaConfig, folder, *, leaf_sharding=None, **kwargs) -> Llama:
+  """`build` with the base read from a Hugging Face folder one tensor at a time, straight into
+  device arrays (`streaming_load`); `leaf_sharding(path, shape)` places each leaf."""
+  from perjax.models import streaming_load
+  return _assemble(config, lambda leaves: streaming_load.load_base(config, folder, leaves,
+                                                                   leaf_sharding), **kwargs)
+
+
+def _assemble(config, base_arrays, *, personal=None, dtype="float32", param_dtype="float32",
+              seed: int = 0, unroll_layers: bool = False) -> Llama:
+  """The model with `base_arrays({path: ShapeDtypeStruct}) -> {path: array}` as its base
+  leaves (random when None), built abstractly first so no random base is ever made."""
   dtype, param_dtype = parse_dtype(dtype), parse_dtype(param_dtype)
   make = lambda: Llama(config, personal=personal, dtype=dtype, param_dtype=param_dtype,
                        unroll_layers=unroll_layers, rngs=nnx.Rngs(seed))
-  if weights is None:
+  if base_arrays is None:
     return make()
-  abstract = nnx.eval_shape(make)
-  graphdef, state = nnx.split(abstract)
+  graphdef, state = nnx.split(nnx.eval_shape(make))
   pure = state.to_pure_dict()
-  pure["embed"] = weights["embed"]
-  pure["final_norm"] = weights["final_norm"]
-  if "lm_head" in pure:
-    pure["lm_head"] = weights["lm_head"]
-  for field in pure["layers"]:
-    pure["layers"][field] = weights["layers"][field]
+  leaves = {"/".join(map(str, path)): leaf for path, leaf in _flat(pure).items()
+            if path[0] != "personal"}
+  for path, array in base_arrays(leaves).items():
+    *parents, last = path.split("/")
+    node = pure
+    for key in parents:
+      node = node[key]
+    node[last] = array
   if personal is not None:  # small: initialise for real, outside eval_shape
     pure["personal"] = nnx.state(personal(dims(config), nnx.Rngs(seed))).to_pure_dict()
-  pure = jax.tree.map(lambda a, ref: jnp.asarray(a, ref.dtype), pure,
-                      state.to_pure_dict())
   nnx.replace_by_pure_dict(state, pure)
   return nnx.merge(graphdef, state)
 
 
+def _flat(tree, prefix=()) -> dict:
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, prefix + (key,)).items()}
+  return {prefix: tree}
+
+
+def default_param_dtype(config: LlamaConfig) -> str:
+  """The base's storage dtype where the caller chose none: bfloat16 over 1B parameters (a
+  float32 8B base is 32 GB), float32 below. Personal tables stay float32 either way."""
+  return "bfloat16" if parameter_count(config) > 1e9 else "float32"
+
+
 def load_decoder(name: str, *, personal=None, dtype="float32",
-                 param_dtype="float32", seed: int = 0, progress: bool = True,
-                 random_weights: bool = False, unroll_layers: bool = False):
+                 param_dtype: str | None = None, seed: int = 0, progress: bool = True,
+                 random_weights: bool = False, unroll_layers: bool = False,
+                 leaf_sharding=None):
   """(model, tokenizer). `name`: a zoo name, `tiny-llama`, a .gguf path, a HF folder or hub id.
 
   `random_weights=True` builds a known zoo architecture with random weights and no tokenizer
   (for throughput benchmarks where the weights cannot be fetched). `unroll_layers=True` runs
   the layers as an unrolled loop instead of a `lax.scan` (see `Llama.forward`).
+  `param_dtype` None: `default_param_dtype`. A Hugging Face folder is read one tensor at a
+  time straight into device arrays, placed by `leaf_sharding(path, shape)` if given.
   """
   build_kwargs = dict(personal=personal, dtype=dtype, param_dtype=param_dtype, seed=seed,
                       unroll_layers=unroll_layers)
   if random_weights:
     from perjax.models.known_configs import known_config
-    return build(known_config(name), None, **build_kwargs), None
+    config = known_config(name)
+    build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
+    return build(config, None, **build_kwargs), None
   if name.startswith(TINY_PREFIX):
     tokenizer = byte_tokenizer()
     config = tiny_llama_config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                                eos_token_ids=(tokenizer.eos_token_id,),
                                pad_token_id=tokenizer.pad_token_id)
+    build_kwargs["param_dtype"] = param_dtype or "float32"
     return build(config, None, **build_kwargs), tokenizer
+  path = zoo.resolve(name)
+  if path.is_dir() and (path / "config.json").exists():
+    from perjax.models import hf_loader
+    config = hf_loader.read_config(path)
+    build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
+    model = build_from_folder(config, path, leaf_sharding=leaf_sharding, **build_kwargs)
+    return model, hf_loader.read_tokenizer(path)
   config, weights, tokenizer = read_checkpoint(name, progress)
+  build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
   return build(config, weights, **build_kwargs), tokenizer
 
 

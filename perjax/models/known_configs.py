@@ -17,6 +17,11 @@ KNOWN_SHAPES: dict[str, dict] = {
         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
         rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
         max_position_embeddings=8192, bos_token_id=1, eos_token_id=2, pad_token_id=2),
+    "smollm2-360m-instruct": dict(
+        model_type="llama", vocab_size=49152, hidden_size=960, intermediate_size=2560,
+        num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5, head_dim=64,
+        rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+        max_position_embeddings=8192, bos_token_id=1, eos_token_id=2, pad_token_id=2),
     "llama-3.2-1b": dict(
         model_type="llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192,
         num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, head_dim=64,
