@@ -7,6 +7,8 @@ Tiny checkpoints come from tests/reference/tiny_families.py (the `tiny_checkpoin
 the reference logits from tests/reference/hf_logits.py, both run by the reference Python
 (tests/reference_env.py)."""
 import functools
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from perjax.export.finished_run import row_tables
 from perjax.models import decoder_loading
 from perjax.models.personal import PROJECTIONS, single
 from perjax.models.families import SUPPORTED
-from reference_env import reference_python, run_reference
+from reference_env import REFERENCE_DIR, reference_python, run_reference
 
 USER = 1  # the row exported, of two
 
@@ -60,3 +62,35 @@ def test_merged_and_peft_exports_compute_the_personalized_model(tiny_checkpoint,
   peft_format.write_peft(tmp_path / "peft", rows, config=config)
   got = _reference_logits(tmp_path, base, ids, peft_dir=tmp_path / "peft")
   assert _rel(got, want) < 1e-4
+
+
+@pytest.mark.parametrize("family", SUPPORTED)
+def test_a_trained_runs_exports_reproduce_its_greedy_answers(tiny_checkpoint, tmp_path, family):
+  """`perjax run` (the quickstart smoke, LoRA per user) on the family's tiny checkpoint, then
+  `perjax export --format peft|merged`: peft on transformers gives the run's greedy answers and
+  both give perjax's personalized logits (tests/reference/export_parity.py)."""
+  import json
+  import os
+  import sys
+  from perjax.cli import main
+  base = tiny_checkpoint(family)
+  run = tmp_path / "run"
+  quickstart = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.py"
+  assert main(["run", f"{quickstart}:smoke,model={base},method=lora,granularity=user",
+               "--workdir", str(run)]) == 0
+  user = json.loads((run / "predictions.jsonl").read_text().splitlines()[0])["user_id"]
+  for fmt in ("peft", "merged"):
+    assert main(["export", str(run), "--user", user, "--format", fmt,
+                 "--out", str(tmp_path / fmt)]) == 0
+  script = REFERENCE_DIR / "export_parity.py"
+  subprocess.run([sys.executable, str(script), "perjax", "--run", str(run), "--user", user,
+                  "--out", str(tmp_path / "logits.npz")], check=True, capture_output=True,
+                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  out = run_reference(reference_python(), "export_parity.py", "reference", "--run", run,
+                      "--user", user, "--logits", tmp_path / "logits.npz", "--peft",
+                      tmp_path / "peft", "--merged", tmp_path / "merged", "--base", base)
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result["rows"] >= 3
+  assert result["identical_greedy"] >= result["rows"] - 1, result["answers"]
+  assert result["merged_max_rel_logit_diff"] < 1e-4
+  assert result["peft_max_rel_logit_diff"] < 1e-4

@@ -1,13 +1,13 @@
 """Checks `perjax export` against transformers + peft: the peft adapter on transformers' model
-(read from the same GGUF file) reproduces a run's greedy answers for one user, and the merged
-folder's logits match perjax's personalized logits.
+(read from the same GGUF file, or the same Hugging Face folder with --base) reproduces a run's
+greedy answers for one user, and the merged folder's logits match perjax's personalized logits.
 
 Two steps, one per environment:
   # 1. perjax's environment: the user's chat-formatted prompts and perjax's logits for them
   .venv/bin/python tests/reference/export_parity.py perjax --run W --user U --out L.npz
   # 2. the reference venv (torch, transformers, gguf, peft), never perjax's own
   /tmp/ref/bin/python tests/reference/export_parity.py reference --run W --user U \
-      --logits L.npz --peft E --merged M --gguf FILE.gguf
+      --logits L.npz --peft E --merged M (--gguf FILE.gguf | --base FOLDER)
 Step 2 prints one JSON line: identical greedy answers (of the user's rows) and the largest
 relative logit difference, merged folder and peft adapter against perjax.
 """
@@ -54,10 +54,15 @@ def reference_step(args) -> None:
   from peft import PeftModel
   from transformers import AutoModelForCausalLM, AutoTokenizer
   torch.manual_seed(0)
-  gguf = Path(args.gguf)
-  load = dict(gguf_file=gguf.name, dtype=torch.float32)
-  tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-  base = AutoModelForCausalLM.from_pretrained(gguf.parent, **load).eval()
+  if args.gguf:
+    gguf = Path(args.gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    base = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                dtype=torch.float32).eval()
+  else:  # eager attention: the one that applies Gemma 2's soft-capping
+    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    base = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32,
+                                                attn_implementation="eager").eval()
   peft_model = PeftModel.from_pretrained(base, args.peft).eval()
   config = json.loads((Path(args.run) / "config.json").read_text())
   records = _records(Path(args.run), args.user)
@@ -75,7 +80,8 @@ def reference_step(args) -> None:
     same += text.strip() == r["output"].strip()
     answers.append({"perjax": r["output"], "peft": text})
   logits = np.load(args.logits)
-  merged = AutoModelForCausalLM.from_pretrained(args.merged, dtype=torch.float32).eval()
+  merged = AutoModelForCausalLM.from_pretrained(args.merged, dtype=torch.float32,
+                                                attn_implementation="eager").eval()
   merged_rel, peft_rel = [], []
   for i in range(len(logits.files) // 2):
     ids = torch.tensor(logits[f"ids_{i}"][None])
@@ -97,8 +103,11 @@ def main() -> None:
   a.add_argument("--out", required=True)
   a.add_argument("--logit-rows", type=int, default=2)
   b = sub.add_parser("reference")
-  for flag in ("--run", "--user", "--logits", "--peft", "--merged", "--gguf"):
+  for flag in ("--run", "--user", "--logits", "--peft", "--merged"):
     b.add_argument(flag, required=True)
+  source = b.add_mutually_exclusive_group(required=True)
+  source.add_argument("--gguf")
+  source.add_argument("--base")
   args = p.parse_args()
   (perjax_step if args.step == "perjax" else reference_step)(args)
 
