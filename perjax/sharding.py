@@ -198,7 +198,8 @@ def state_shardings(state, mesh: Mesh):
 def batch_shardings(batch: dict, mesh: Mesh) -> dict:
   """NamedShardings for a batch of `[accum, B, ...]` leaves: `B` over `data` x `fsdp`."""
   def one(x):
-    rows = np.shape(x)[1] if np.ndim(x) >= 2 else None
+    shape = getattr(x, "shape", None) or np.shape(x)  # arrays or abstract ShapeDtypeStructs
+    rows = shape[1] if len(shape) >= 2 else None
     for axes in (("data", "fsdp"), ("data",)):
       if rows is not None and rows % math.prod(mesh.shape[a] for a in axes) == 0:
         return NamedSharding(mesh, P(None, axes))
