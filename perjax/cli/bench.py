@@ -167,7 +167,7 @@ def _run_train(args):
   if args.mesh:
     from perjax import sharding
     from perjax.errors import ConfigError
-    sharding.parse_mesh_sizes(args.mesh)  # a bad mesh is one line before any model loads
+    sharding.mesh_devices(args.mesh)  # a bad mesh is one line before any model loads
     if args.bank_dir or args.processes > 1:
       raise ConfigError("--mesh runs in one process without a bank (not with --bank-dir or "
                         "--processes)")
