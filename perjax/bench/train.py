@@ -3,6 +3,7 @@
 The same total work as `hf_peft_baseline.py --what lora` (U users x S steps x B x L random
 tokens, fresh rank-R LoRA on q and v per user, AdamW lr 1e-4), but all users train together:
 each step is one compiled call on a [U*B, L] batch whose rows carry their user's group id.
+`--mesh` shards the step (the base over fsdp/tensor); `--train-base` trains the base too.
 """
 import math
 import time
@@ -11,8 +12,9 @@ import jax
 import numpy as np
 
 from perjax import sharding
-from perjax.errors import ConfigError
 from perjax.bench.lora_training import lora_training, random_ids, token_rows
+from perjax.errors import ConfigError
+from perjax.training.across_processes import AcrossProcesses
 from perjax.training.objectives import lm_loss
 from perjax.training.step import make_train_step
 
@@ -54,8 +56,8 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   tokens_per_s = tokens_per_step / steady
   flops_per_token = training_flops_per_token(model.config, seq, train_base=train_base)
   result = {"what": "lora", "model": model_name, "users": users, "steps": steps, "batch": batch,
-            "seq": seq, "rank": rank, "devices": devices, "dtype": dtype,
-            "mesh": _mesh_of(state), "train_base": train_base,
+            "seq": seq, "rank": rank, "devices": math.prod(_mesh_of(state).values()),
+            "dtype": dtype, "mesh": _mesh_of(state), "train_base": train_base,
             "base_bytes_per_device": sharding.bytes_on_device(state.base, jax.devices()[0]),
             "opt_bytes_per_device": sharding.bytes_on_device(state.opt_base, jax.devices()[0]),
             "unroll_layers": unroll_layers, "remat": remat, "loss_chunk": loss_chunk,
@@ -75,7 +77,7 @@ def _mesh_spec(mesh: str, devices: int, users: int) -> str:
   devices as divide the users) and the batch rows on `data` (the rest)."""
   if mesh and devices > 1:
     raise ConfigError(f"--devices {devices} and --mesh {mesh!r} do not go together "
-                      "(--devices N is --mesh data=N)")
+                      "(--devices N is the mesh data=N/g,groups=g)")
   if not mesh:
     groups = math.gcd(devices, users)
     mesh = f"data={devices // groups},groups={groups}"
@@ -101,15 +103,9 @@ def _mesh_of(state) -> dict:
 
 def _across_processes(state, make_batch, users, batch, seq):
   """Data parallel over every process's devices: the state replicated, each process building
-  only its slice of each batch's rows (`distributed.from_process_slices`)."""
-  from perjax import distributed, sharding
-  mesh = sharding.make_mesh(groups=1)  # data = all devices of all processes
-  example = make_batch(np.zeros((1, users * batch, seq), np.int32))
-  in_sh, out_sh = sharding.step_shardings(state, example, mesh)
-  state = distributed.replicate(state, in_sh[0])
-  place = lambda tree: distributed.from_process_slices(tree, in_sh[1])
-  place_key = lambda key: distributed.replicate(key, in_sh[2])
-  return dict(in_shardings=in_sh, out_shardings=out_sh), place, place_key, state
+  only its slice of each batch's rows (`training.across_processes`)."""
+  spread = AcrossProcesses(state, make_batch(np.zeros((1, users * batch, seq), np.int32)))
+  return spread.step_kwargs(), spread.batch, spread.key, spread.state(state)
 
 
 def training_flops_per_token(c, seq: int, *, train_base: bool = False) -> float:
