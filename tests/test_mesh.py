@@ -118,6 +118,7 @@ def test_config_mesh_that_does_not_match_the_devices_is_one_line(capsys, tmp_pat
 
 
 # -- eight fake devices ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bench_train_on_meshes_matches_one_device():
   meshes = ("data=1", "fsdp=8", "data=2,fsdp=4", "tensor=2")
   done = on_eight_devices("bench", *meshes)
@@ -147,6 +148,7 @@ def test_bench_train_on_meshes_matches_one_device():
 OUTPUTS = ("metrics.json", "predictions.jsonl")
 
 
+@pytest.mark.slow
 def test_run_on_a_mesh_gives_the_one_device_metrics_and_resumes_on_another(tmp_path):
   args = cli_overrides({"method": "lora", "train.steps": 4})  # checkpoints at steps 2 and 4
   run = lambda workdir, *extra: on_eight_devices("run", "run", SPEC, "--workdir", str(workdir),
@@ -166,3 +168,19 @@ def test_run_on_a_mesh_gives_the_one_device_metrics_and_resumes_on_another(tmp_p
   assert "2/4" in done.stderr and "0/4" not in done.stderr  # started at step 2
   for f in OUTPUTS:
     assert (one / f).read_bytes() == (mesh / f).read_bytes(), f
+
+
+@pytest.mark.slow
+def test_two_processes_with_the_base_split_over_them_give_the_one_process_outputs(tmp_path):
+  args = cli_overrides({"method": "lora"})
+  one, two = tmp_path / "one", tmp_path / "two"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
+  env.pop("XLA_FLAGS", None)  # one device per process: fsdp=2 spans the two processes
+  for workdir, extra in ((one, ()), (two, ("--processes", "2", "--config.mesh=fsdp=2"))):
+    done = subprocess.run([sys.executable, "-m", "perjax", "run", SPEC, "--workdir",
+                           str(workdir), *args, *extra], cwd=HERE.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+  for f in OUTPUTS:
+    assert (one / f).read_bytes() == (two / f).read_bytes(), f
