@@ -128,8 +128,8 @@ def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_gro
   run's number of groups (the objectives' group means).
   """
   train_base = base_tx is not None
-  # Gradients are laid out like their parameters: without this the accumulated gradients
-  # (the scan's carry) may be left whole on every device, a full copy of a trained base.
+  # Gradients are pinned to their parameters' layout, so the partitioner cannot choose to keep
+  # the accumulated gradients (the scan's carry) whole on every device.
   grad_shardings = None
   if in_shardings is not None:
     state_sh = in_shardings[0]
