@@ -202,16 +202,19 @@ def replicate(tree, shardings):
 
 
 def local_copy(tree):
-  """The inverse of `replicate`: global arrays that every process holds whole (replicated) as
-  arrays of this process's first device, for work that runs in one process (evaluation)."""
+  """The inverse of `replicate`: global arrays as arrays of this process's first device, for
+  work that runs in one process (evaluation). One split over processes (a base sharded over a
+  mesh across hosts) is gathered into every process (`multihost_utils.process_allgather`)."""
+  from jax.experimental import multihost_utils
+
   def one(x):
     if _is_key(x):
       return jax.random.wrap_key_data(one(jax.random.key_data(x)), impl=jax.random.key_impl(x))
     if not isinstance(x, jax.Array) or x.is_fully_addressable:
       return x
     if not x.is_fully_replicated:
-      raise ValueError(f"an array of shape {x.shape} is split over processes: no process holds "
-                       "it whole")
+      whole = multihost_utils.process_allgather(x, tiled=True)
+      return jax.device_put(whole, jax.local_devices()[0])
     return x.addressable_data(0)
   return jax.tree.map(one, tree)
 

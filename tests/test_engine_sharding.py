@@ -33,15 +33,16 @@ def test_eight_devices_match_one():
 
 def test_sharding_rules_on_one_device():
   mesh = sharding.make_mesh()
-  assert mesh.axis_names == ("data", "groups")
+  assert mesh.axis_names == ("data", "fsdp", "tensor", "groups")
   assert sharding.padded_groups(5, sharding.make_mesh(groups=1)) == 5
   _, state, _ = trainer(tiny_model(), OPTIMIZERS["adamw"]())
   b = batch(examples({0: 2, 1: 2}))
   (state_sh, batch_sh, rng_sh), (out_state_sh, _) = sharding.step_shardings(state, b, mesh)
   assert out_state_sh is state_sh
   assert all(s.spec == P("groups") for s in jax.tree.leaves(state_sh.personal))
-  assert all(s.spec == P() for s in jax.tree.leaves(state_sh.base))
-  assert batch_sh["input_ids"].spec == P(None, "data")
+  # one device: every axis has size 1, so no base leaf is split
+  assert all(all(a is None for a in s.spec) for s in jax.tree.leaves(state_sh.base))
+  assert batch_sh["input_ids"].spec == P(None, ("data", "fsdp"))
   placed = sharding.place(state, state_sh)
   np.testing.assert_array_equal(jax.tree.leaves(placed.personal)[0],
                                 jax.tree.leaves(state.personal)[0])

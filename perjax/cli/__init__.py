@@ -11,7 +11,7 @@ from perjax.errors import PerjaxError
 from perjax.registry import UnknownNameError
 
 _COMMAND_MODULES = ("listing", "models", "generate", "bench", "evaluate", "data", "experiment",
-                    "export", "runs")
+                    "export", "runs", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,14 @@ def register(subparsers):
   t.add_argument("--batch", type=int, default=4)
   t.add_argument("--seq", type=int, default=128)
   t.add_argument("--rank", type=int, default=8)
-  t.add_argument("--devices", type=int, default=1)
+  t.add_argument("--devices", type=int, default=1,
+                 help="N devices: the mesh data=N/g,groups=g with g = gcd(N, users)")
+  t.add_argument("--mesh", default="",
+                 help="a device mesh such as data=2,fsdp=4 (axes data, fsdp, tensor, groups) "
+                      "on the first that many devices; the base is sharded over fsdp/tensor")
+  t.add_argument("--train-base", action="store_true",
+                 help="train the base weights too (full fine-tuning; their AdamW state is "
+                      "sharded like them)")
   t.add_argument("--peak-tflops", type=float, default=0.0,
                  help="the device's peak TFLOP/s, to report MFU")
   # float32 and the layer scan by default: the loss is then bitwise the same on 1 or N devices
@@ -167,6 +174,13 @@ def _run_train(args):
       print(distributed.launch_local(sys.argv[1:], args.processes), end="")
       return
     distributed.initialize_from_env()
+  if args.mesh:
+    from perjax import sharding
+    from perjax.errors import ConfigError
+    sharding.mesh_devices(args.mesh)  # a bad mesh is one line before any model loads
+    if args.bank_dir or args.processes > 1:
+      raise ConfigError("--mesh runs in one process without a bank (not with --bank-dir or "
+                        "--processes)")
   if _check_bank(args):
     from perjax.bench.bank import bench_train_bank
     _check_positive(users_total=args.users_total, users_per_step=args.users_per_step)
@@ -181,7 +195,8 @@ def _run_train(args):
                        seq=args.seq, rank=args.rank, devices=args.devices, dtype=args.dtype,
                        random_weights=args.random_weights, peak_tflops=args.peak_tflops,
                        unroll_layers=args.unroll_layers, remat=args.remat,
-                       loss_chunk=args.loss_chunk, attention=args.attention)
+                       loss_chunk=args.loss_chunk, attention=args.attention, mesh=args.mesh,
+                       train_base=args.train_base)
   if args.processes > 1 and result["process"] != 0:
     return  # one JSON line per run: process 0's
   _print(result, args.json)

@@ -40,6 +40,10 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # attention without a KV cache (training, scoring): default, xla or cudnn (NVIDIA GPUs,
   # bfloat16; models/llama.py ATTENTION_KERNELS)
   c.attention = "default"
+  # the training step's device mesh over every device (runs that train only), e.g. "data=2,fsdp=4" (axes data, fsdp,
+  # tensor, groups; perjax/sharding.py); "": one device. Placement only: the run's results and
+  # its workdir do not depend on it, so a run resumes on another mesh.
+  c.mesh = ""
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
   c.method = "zero_shot"  # one registered method, or several joined by '+' (rag+ia3)
   c.granularity = "user"

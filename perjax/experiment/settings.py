@@ -15,13 +15,15 @@ class TrainSettings:
   accum: int = 1
   checkpoint_every: int = 50
   seed: int = 0
+  mesh: str = ""  # a sharding.parse_mesh spec over every device ("": one device, no mesh)
 
   @classmethod
   def from_config(cls, config) -> "TrainSettings":
     t = config.train
     return cls(steps=t.steps, batch_size=t.batch_size, seq_len=t.seq_len, optimizer=t.optimizer,
                lr=t.lr, schedule=t.get("schedule", "constant"), warmup=t.get("warmup", 0),
-               accum=t.accum, checkpoint_every=t.checkpoint_every, seed=config.seed)
+               accum=t.accum, checkpoint_every=t.checkpoint_every, seed=config.seed,
+               mesh=config.get("mesh", ""))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,10 +76,12 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable,
                                                            train_base=train_base)
   spread, step_kwargs = None, {}
-  if jax.process_count() > 1:  # one SPMD step over every process's devices (jax.distributed)
-    spread = AcrossProcesses(state, batch_at(0))
+  # one SPMD step over a mesh (config.mesh) or every process's devices (jax.distributed)
+  if tc.mesh or jax.process_count() > 1:
+    spread = AcrossProcesses(state, batch_at(0), tc.mesh)
     state, step_kwargs = spread.state(state), spread.step_kwargs()
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups, **step_kwargs)
+  # Restored into the placed state's shardings: a run resumes on another mesh as well.
   # Two kept: when the newest is damaged, restore falls back to the one before it.
   with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:
     state = ckpt.resume(state)

@@ -74,6 +74,12 @@ def check_settings(config, *, trains: bool) -> None:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
         or lr <= 0:
       raise ConfigError(f"train.lr must be a finite positive number, got {lr!r}")
+  if trains and config.get("mesh", ""):  # imports jax only when set
+    import jax
+    from perjax import sharding
+    if not isinstance(config.mesh, str):
+      raise ConfigError(f"mesh must be a string such as 'data=2,fsdp=4', got {config.mesh!r}")
+    sharding.parse_mesh(config.mesh, jax.device_count())
   if "loss_chunk" in config:
     _positive_int(config, "loss_chunk", minimum=0)
   if config.get("attention", "default") != "default":  # imports jax only when set

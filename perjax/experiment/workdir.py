@@ -205,6 +205,11 @@ def _added_at_default(key: str, old: dict, new: dict, default: dict) -> bool:
   return key not in old and key in new and new[key] == default.get(key)
 
 
+# Settings that only place the computation (the same results on any value): a run resumes
+# under another one.
+PLACEMENT_KEYS = frozenset({"mesh"})
+
+
 def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) -> None:
   """Writes DIR/config.json, or checks that the run already in progress there has the same
   config, options of methods outside `used_methods` aside. Call it holding the lock."""
@@ -217,7 +222,8 @@ def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) 
     fo, fn = flatten(old), flatten(new)
     default = flatten(defaults().to_dict()) if fn.keys() - fo.keys() else {}
     diff = sorted(k for k in fo.keys() | fn.keys()
-                  if fo.get(k) != fn.get(k) and not _unused_method_option(k, used_methods)
+                  if fo.get(k) != fn.get(k) and k not in PLACEMENT_KEYS
+                  and not _unused_method_option(k, used_methods)
                   and not _added_at_default(k, fo, fn, default))
     if diff:
       raise ConfigError(f"{workdir} holds a run of another config (differs in {diff}); "

@@ -1,20 +1,25 @@
-"""The train step as one SPMD program over the devices of every `jax.distributed` process.
+"""The train step as one SPMD program over a device mesh: the devices of this process
+(`config.mesh`) or of every `jax.distributed` process.
 
-Data parallel: the mesh is `("data", "groups")` with every device of every process on `data`
+Without a mesh spec, data parallel: every device of every process on `data`
 (`sharding.make_mesh(groups=1)`), so the state (personal tables, optimizer state, base weights)
-is replicated and each batch's rows are split over the processes in order: process i supplies
-the i-th contiguous block of rows (`distributed.from_process_slices`, that is
+is replicated. With one (`"data=2,fsdp=4"`), the base and its optimizer state are sharded by
+`sharding.state_shardings`. Either way each batch's rows are split over the processes in order:
+process i supplies the i-th contiguous block of rows (`distributed.from_process_slices`, that is
 `jax.make_array_from_process_local_data`). Every process computes the same batch indices, so
-no data is exchanged; XLA sums the gradients over the processes inside the step.
+no data is exchanged; XLA sums the gradients over the devices inside the step.
 """
+import jax
+
 from perjax import distributed, sharding
 
 
 class AcrossProcesses:
   """Shardings of one training loop's step, and the placing of its state, batches and keys."""
 
-  def __init__(self, state, example_batch: dict):
-    mesh = sharding.make_mesh(groups=1)
+  def __init__(self, state, example_batch: dict, mesh_spec: str = ""):
+    mesh = (sharding.make_mesh(mesh_spec, jax.devices()) if mesh_spec
+            else sharding.make_mesh(groups=1))
     self.in_shardings, self.out_shardings = sharding.step_shardings(state, example_batch, mesh)
 
   def step_kwargs(self) -> dict:
@@ -33,5 +38,6 @@ class AcrossProcesses:
 
   @staticmethod
   def local(state):
-    """The trained state as this process's own arrays (what a one-process run would hold)."""
+    """The trained state as this process's own arrays (what a one-process run would hold; in
+    one process, the arrays as they are, sharded over its devices)."""
     return distributed.local_copy(state)

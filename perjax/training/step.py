@@ -128,6 +128,14 @@ def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_gro
   run's number of groups (the objectives' group means).
   """
   train_base = base_tx is not None
+  # Gradients are pinned to their parameters' layout, so the partitioner cannot choose to keep
+  # the accumulated gradients (the scan's carry) whole on every device.
+  grad_shardings = None
+  if in_shardings is not None:
+    state_sh = in_shardings[0]
+    grad_shardings = (state_sh.personal, state_sh.base) if train_base else (state_sh.personal,)
+  like_params = lambda tree: (tree if grad_shardings is None
+                              else jax.lax.with_sharding_constraint(tree, grad_shardings))
 
   def loss_fn(trainable, frozen_base, rest, micro, rng):
     personal, base = trainable if train_base else (trainable[0], frozen_base)
@@ -142,10 +150,10 @@ def make_train_step(graphdef, personal_tx, base_tx, objective: Callable, num_gro
       micro, i = xs
       (loss, metrics), grads = grad_fn(trainable, state.base, state.rest, micro,
                                        jax.random.fold_in(rng, i))
-      return jax.tree.map(jnp.add, grads_sum, grads), (loss, metrics)
+      return like_params(jax.tree.map(jnp.add, grads_sum, grads)), (loss, metrics)
 
     accum = jax.tree.leaves(batch)[0].shape[0]
-    zeros = jax.tree.map(jnp.zeros_like, trainable)
+    zeros = like_params(jax.tree.map(jnp.zeros_like, trainable))
     grads, (losses, metrics) = jax.lax.scan(accumulate, zeros, (batch, jnp.arange(accum)))
     grads = jax.tree.map(lambda g: g / accum, grads)
     metrics = jax.tree.map(jnp.mean, metrics)
