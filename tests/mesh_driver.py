@@ -2,13 +2,14 @@
 
 `bench`: bench train's loss and bytes on several meshes, for a tiny Llama whose sizes divide 8
 and 2 (so every base leaf splits); `run ARGS...`: `perjax run ARGS` (its exit code)."""
+import functools
 import json
 import sys
 
 import jax
 
 from perjax.bench import lora_training, train
-from perjax.models.decoder_loading import build
+from perjax.models.decoder_loading import assemble, random_base
 from perjax.models.llama import tiny_llama_config
 
 # d, vocab, heads x head_dim and the MLP width all divide 8 (fsdp) and 2 (tensor)
@@ -16,10 +17,13 @@ DIVISIBLE = tiny_llama_config(vocab_size=136, hidden_size=48, intermediate_size=
                               num_layers=2, num_heads=4, num_kv_heads=2, head_dim=6)
 
 
-def tiny_load(name, **kwargs):
+def tiny_load(name, *, leaf_sharding=None, seed=0, **kwargs):
+  """DIVISIBLE with random weights made straight into the mesh's shards, as a known shape's
+  are (the same values on every mesh)."""
   for key in ("progress", "random_weights"):
     kwargs.pop(key)
-  return build(DIVISIBLE, None, **kwargs), None
+  base = functools.partial(random_base, DIVISIBLE, seed=seed, leaf_sharding=leaf_sharding)
+  return assemble(DIVISIBLE, base, seed=seed, **kwargs), None
 
 
 def bench(meshes):

@@ -12,13 +12,14 @@ from perjax.training.step import init_train_state
 def lora_training(model_name: str, groups: int, rank: int, *, dtype: str = "float32",
                   unroll_layers: bool = False, random_weights: bool = False, seed: int = 0,
                   remat: bool = False, loss_chunk: int = 0, attention: str = "default",
-                  train_base: bool = False):
+                  train_base: bool = False, leaf_sharding=None):
   """(model, graphdef, TrainState, personal_tx, base_tx) with a table of `groups` rows. The
   base (frozen, or trained with its own AdamW state under `train_base`) is stored in the compute
-  dtype; the LoRA weights and their AdamW moments stay float32."""
+  dtype; the LoRA weights and their AdamW moments stay float32. `leaf_sharding(path, shape)`
+  places each base leaf as it is made (see `models.load_decoder`)."""
   model, _ = load(model_name, personal=lora_builder(groups, rank), dtype=dtype, param_dtype=dtype,
                   progress=False, random_weights=random_weights, seed=seed,
-                  unroll_layers=unroll_layers)
+                  unroll_layers=unroll_layers, leaf_sharding=leaf_sharding)
   set_training_options(model, remat=remat, loss_chunk=loss_chunk, attention=attention)
   graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4),
                                                            train_base=train_base)

@@ -28,18 +28,23 @@ def bench_train(model_name: str, *, users: int, steps: int, batch: int, seq: int
   `devices=N` without it is the mesh `data=N/g,groups=g`, g = gcd(N, users), the adapter table
   split over as many devices as divide the users. `train_base` trains the base as well (full
   fine-tuning: its AdamW state is sharded like it)."""
+  spec = _mesh_spec(mesh, devices, users) if jax.process_count() == 1 and (
+      mesh or devices > 1) else ""
+  device_mesh = sharding.make_mesh(spec, devices=sharding.mesh_devices(spec)[1]) if spec else None
+  # on a mesh the base is made straight into its shards: it never exists whole on one device
+  leaf_sharding = None if device_mesh is None else \
+      lambda path, shape: sharding.leaf_sharding(path, shape, device_mesh)
   model, graphdef, state, personal_tx, base_tx = lora_training(
       model_name, users, rank, dtype=dtype, unroll_layers=unroll_layers,
       random_weights=random_weights, seed=seed, remat=remat, loss_chunk=loss_chunk,
-      attention=attention, train_base=train_base)
+      attention=attention, train_base=train_base, leaf_sharding=leaf_sharding)
   group_ids = np.repeat(np.arange(users, dtype=np.int32), batch)[None]  # [accum=1, U*B]
   make_batch = lambda ids: token_rows(ids, group_ids)
   step_kwargs, place, place_key = {}, lambda tree: tree, lambda key: key
   if jax.process_count() > 1:  # several processes (`--processes`): data parallel over them
     step_kwargs, place, place_key, state = _across_processes(state, make_batch, users, batch, seq)
-  elif mesh or devices > 1:
-    spec = _mesh_spec(mesh, devices, users)
-    step_kwargs, place, state = _sharded(state, make_batch, users, batch, seq, spec)
+  elif device_mesh is not None:
+    step_kwargs, place, state = _sharded(state, make_batch, users, batch, seq, device_mesh)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, users, **step_kwargs)
 
   rng = np.random.default_rng(seed)
@@ -84,9 +89,8 @@ def _mesh_spec(mesh: str, devices: int, users: int) -> str:
   return mesh
 
 
-def _sharded(state, make_batch, users, batch, seq, spec: str):
-  """The step compiled for the mesh `spec`, and the state and batches placed on it."""
-  mesh = sharding.make_mesh(spec, devices=sharding.mesh_devices(spec)[1])
+def _sharded(state, make_batch, users, batch, seq, mesh):
+  """The step compiled for `mesh`, and the state and batches placed on it."""
   example = make_batch(np.zeros((1, users * batch, seq), np.int32))
   in_sh, out_sh = sharding.step_shardings(state, example, mesh)
   state = sharding.place(state, in_sh[0])

@@ -46,7 +46,7 @@ def build(config: LlamaConfig, weights: dict | None, *, personal=None,
             "lm_head": weights.get("lm_head"),
             **{f"layers/{k}": v for k, v in weights["layers"].items()}}
     return {path: jnp.asarray(flat[path], leaf.dtype) for path, leaf in leaves.items()}
-  return _assemble(config, None if weights is None else from_weights, personal=personal,
+  return assemble(config, None if weights is None else from_weights, personal=personal,
                    dtype=dtype, param_dtype=param_dtype, seed=seed, unroll_layers=unroll_layers)
 
 
@@ -54,11 +54,11 @@ def build_from_folder(config: LlamaConfig, folder, *, leaf_sharding=None, **kwar
   """`build` with the base read from a Hugging Face folder one tensor at a time, straight into
   device arrays (`streaming_load`); `leaf_sharding(path, shape)` places each leaf."""
   from perjax.models import streaming_load
-  return _assemble(config, lambda leaves: streaming_load.load_base(config, folder, leaves,
+  return assemble(config, lambda leaves: streaming_load.load_base(config, folder, leaves,
                                                                    leaf_sharding), **kwargs)
 
 
-def _assemble(config, base_arrays, *, personal=None, dtype="float32", param_dtype="float32",
+def assemble(config, base_arrays, *, personal=None, dtype="float32", param_dtype="float32",
               seed: int = 0, unroll_layers: bool = False) -> Llama:
   """The model with `base_arrays({path: ShapeDtypeStruct}) -> {path: array}` as its base
   leaves (random when None), built abstractly first so no random base is ever made."""
@@ -138,7 +138,7 @@ def load_decoder(name: str, *, personal=None, dtype="float32",
     from perjax.models.known_configs import known_config
     config = known_config(name)
     build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
-    return _assemble(config, functools.partial(random_base, config, seed=seed,
+    return assemble(config, functools.partial(random_base, config, seed=seed,
                                                leaf_sharding=leaf_sharding),
                      **build_kwargs), None
   if name.startswith(TINY_PREFIX):
