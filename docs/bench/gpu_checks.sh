@@ -15,6 +15,7 @@
 #
 #   bash docs/bench/gpu_checks.sh              # on the GPU machine, from the repository root
 #   TINY=1 bash docs/bench/gpu_checks.sh       # the same commands at toy sizes (a CPU dry run)
+#   PYTHON=.venv/bin/python ...                # the Python that has perjax (default python3)
 cd "$(dirname "$0")/../.." || exit 1
 export PYTHONPATH=.
 PEAK=${PEAK_TFLOPS:-989}  # dense bfloat16 peak of H100 / H200
@@ -47,7 +48,7 @@ log=${OUT:-/tmp}/gpu_checks.jsonl
 : > "$log"
 run() {  # one JSON line, or the command and its last error line when it fails (e.g. memory)
   echo "## $*" >&2
-  out=$(timeout "${LIMIT:-300}" python3 -m perjax "$@" --json 2>/tmp/gpu_checks.err | tail -1)
+  out=$(timeout "${LIMIT:-300}" "${PYTHON:-python3}" -m perjax "$@" --json 2>/tmp/gpu_checks.err | tail -1)
   [ -n "$out" ] || out="{\"failed\": \"$*\", \"error\": \"$(tail -1 /tmp/gpu_checks.err | tr -d '"\\')\"}"
   echo "$out" | tee -a "$log"
 }
