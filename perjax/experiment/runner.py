@@ -71,7 +71,10 @@ def _say_loading(kind: str, name: str) -> None:
   print(f"loading {kind} {name}: {fetch}reading the weights...", file=sys.stderr)
 
 
-def load_model(config, personal):
+def load_model(config, personal, *, train_base: bool = False):
+  """(model, tokenizer) of the run. The base is stored in bfloat16 over 1B parameters
+  (`default_param_dtype`), except when the run trains it: full fine-tuning keeps float32
+  master weights."""
   from perjax.models import decoder_loading
   if config.model.startswith(decoder_loading.TINY_PREFIX):
     model, tokenizer = decoder_loading.load_decoder(config.model, personal=personal,
@@ -79,8 +82,10 @@ def load_model(config, personal):
                                                     unroll_layers=config.unroll_layers)
   else:
     llama_config, weights, tokenizer = _read_checkpoint(config.model)
+    param_dtype = "float32" if train_base else decoder_loading.default_param_dtype(llama_config)
     model = decoder_loading.build(llama_config, weights, personal=personal, dtype=config.dtype,
-                                  seed=config.seed, unroll_layers=config.unroll_layers)
+                                  param_dtype=param_dtype, seed=config.seed,
+                                  unroll_layers=config.unroll_layers)
   set_training_options(model, remat=config.get("remat_layers", False),
                        loss_chunk=config.get("loss_chunk", 0),
                        attention=config.get("attention", "default"))
@@ -211,7 +216,8 @@ def _run(config, workdir: Path, recipe) -> dict:
     (workdir / GROUPS_FILE).write_text(strict_json.dumps(
         {lv or config.granularity: list(g.names)
          for lv, g in {None: groups, **level_groups}.items()}, what="group name", indent=1) + "\n")
-  model, tokenizer = load_model(config, personal_builder(recipe, groups, level_groups))
+  model, tokenizer = load_model(config, personal_builder(recipe, groups, level_groups),
+                                train_base=recipe.train_base)
   if config.init.adapter:  # every row starts from a published adapter (resumes override it)
     from perjax.export.adapters import init_from
     init_from(model, config.init.adapter)
