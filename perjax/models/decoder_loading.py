@@ -20,12 +20,8 @@ def read_checkpoint(name: str, progress: bool = True):
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
   path = zoo.resolve(name)
   if path.is_file() and path.suffix == ".gguf":
-    from gguf import GGUFReader
     from perjax.models import gguf_loader
-    try:
-      reader = GGUFReader(str(path))
-    except Exception as e:  # a truncated or foreign file
-      raise PerjaxError(f"{path} is not a readable GGUF file ({e})") from None
+    reader = _gguf_reader(path)
     config = gguf_loader.read_config(reader)
     return config, gguf_loader.read_weights(reader, config, progress), \
         gguf_loader.read_tokenizer(reader)
@@ -34,6 +30,14 @@ def read_checkpoint(name: str, progress: bool = True):
     config = hf_loader.read_config(path)
     return config, hf_loader.read_weights(path, config), hf_loader.read_tokenizer(path)
   raise PerjaxError(f"{path} is neither a .gguf file nor a Hugging Face model folder")
+
+
+def _gguf_reader(path):
+  from gguf import GGUFReader
+  try:
+    return GGUFReader(str(path))
+  except Exception as e:  # a truncated or foreign file
+    raise PerjaxError(f"{path} is not a readable GGUF file ({e})") from None
 
 
 def build(config: LlamaConfig, weights: dict | None, *, personal=None,
@@ -50,12 +54,13 @@ def build(config: LlamaConfig, weights: dict | None, *, personal=None,
                    dtype=dtype, param_dtype=param_dtype, seed=seed, unroll_layers=unroll_layers)
 
 
-def build_from_folder(config: LlamaConfig, folder, *, leaf_sharding=None, **kwargs) -> Llama:
+def build_from_folder(config: LlamaConfig, folder, *, leaf_sharding=None, progress=False,
+                      **kwargs) -> Llama:
   """`build` with the base read from a Hugging Face folder one tensor at a time, straight into
   device arrays (`streaming_load`); `leaf_sharding(path, shape)` places each leaf."""
   from perjax.models import streaming_load
-  return assemble(config, lambda leaves: streaming_load.load_base(config, folder, leaves,
-                                                                   leaf_sharding), **kwargs)
+  return assemble(config, lambda leaves: streaming_load.load_base(
+      config, folder, leaves, leaf_sharding, progress), **kwargs)
 
 
 def assemble(config, base_arrays, *, personal=None, dtype="float32", param_dtype="float32",
@@ -149,11 +154,21 @@ def load_decoder(name: str, *, personal=None, dtype="float32",
     build_kwargs["param_dtype"] = param_dtype or "float32"
     return build(config, None, **build_kwargs), tokenizer
   path = zoo.resolve(name)
+  if path.is_file() and path.suffix == ".gguf":
+    from perjax.models import gguf_loader, streaming_load
+    reader = _gguf_reader(path)
+    config = gguf_loader.read_config(reader)
+    build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
+    blocks = gguf_loader.leaf_blocks(reader, config)
+    model = assemble(config, lambda leaves: streaming_load.place_leaves(
+        leaves, blocks, leaf_sharding, progress), **build_kwargs)
+    return model, gguf_loader.read_tokenizer(reader)
   if path.is_dir() and (path / "config.json").exists():
     from perjax.models import hf_loader
     config = hf_loader.read_config(path)
     build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
-    model = build_from_folder(config, path, leaf_sharding=leaf_sharding, **build_kwargs)
+    model = build_from_folder(config, path, leaf_sharding=leaf_sharding, progress=progress,
+                              **build_kwargs)
     return model, hf_loader.read_tokenizer(path)
   config, weights, tokenizer = read_checkpoint(name, progress)
   build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)

@@ -105,6 +105,42 @@ def _block_tensor(arch: str, rest: str, w: np.ndarray, c: LlamaConfig) -> dict[s
   return {field: w.T if is_matrix else w}
 
 
+def leaf_blocks(reader, config: LlamaConfig) -> dict:
+  """`streaming_load.place_leaves` blocks for a GGUF file: each leaf is read one layer at a
+  time (that layer's tensor dequantized alone), so no float32 copy of the model is made."""
+  from gguf.quants import dequantize
+  c = config
+  arch = _field(reader, "general.architecture")
+  by_name = {t.name: t for t in reader.tensors}
+
+  def tensor(name):
+    t = by_name[name]
+    w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+    return w.reshape(tuple(int(s) for s in reversed(t.shape)))
+
+  def top(name, transform):
+    return lambda layer, index, dtype: transform(tensor(name))[index].astype(dtype)
+
+  def block(rest, field):
+    return lambda layer, index, dtype: _block_tensor(
+        arch, rest, tensor(f"blk.{layer}.{rest}"), c)[field][index].astype(dtype)
+
+  blocks = {"embed": (top("token_embd.weight", lambda w: w), False),
+            "final_norm": (top("output_norm.weight", lambda w: w - np.float32(c.norm_offset)),
+                           False)}
+  if "output.weight" in by_name:
+    blocks["lm_head"] = (top("output.weight", lambda w: w.T), False)
+  for name in by_name:
+    if name.startswith("blk.0."):
+      rest = name.split(".", 2)[2]
+      if rest not in _BLOCK_TENSORS:
+        raise PerjaxError(f"unexpected GGUF tensor {name!r} for architecture {arch!r}")
+      field = _BLOCK_TENSORS[rest][0]
+      for f in (_PHI3_FUSED.get(field, (field,)) if arch == "phi3" else (field,)):
+        blocks[f"layers/{f}"] = (block(rest, f), True)
+  return blocks
+
+
 def read_weights(reader, config: LlamaConfig, progress: bool = True) -> dict:
   """Dequantized float32 weights in perjax layout: {'embed', 'final_norm', 'lm_head'?, 'layers': {field: [L, ...]}}."""
   from gguf.quants import dequantize

@@ -13,6 +13,7 @@ The safetensors files are read with plain positioned reads, not memory-mapped. P
 file count towards the process's resident memory until the kernel drops them. A whole model's
 mapped pages would double the measured peak, and a read of the needed bytes does not.
 """
+import functools
 import json
 import struct
 from pathlib import Path
@@ -83,39 +84,52 @@ def _concrete(index, shape) -> tuple:
   return tuple(slice(*s.indices(n)) for s, n in zip(index, shape))
 
 
-def _leaf_reader(tensors, part, stacked: bool, shape, dtype):
-  """`callback(index) -> np.ndarray` for `jax.make_array_from_callback`."""
+def _leaf_reader(block, stacked: bool, shape, dtype):
+  """`callback(index) -> np.ndarray` for `jax.make_array_from_callback`, from `block(layer,
+  index, dtype)`: one layer's block (layer None for a leaf without a layer axis)."""
   def read(index):
     index = _concrete(index, shape)
     if not stacked:
-      return _block(tensors, part, None, index, dtype)
+      return block(None, index, dtype)
     layers = range(*index[0].indices(shape[0]))
     out = np.empty((len(layers),) + tuple(s.stop - s.start for s in index[1:]), dtype)
     for j, i in enumerate(layers):  # filled in place: no list of blocks beside the stack
-      out[j] = _block(tensors, part, i, index[1:], dtype)
+      out[j] = block(i, index[1:], dtype)
     return out
   return read
 
 
-def load_base(config, folder, abstract_leaves: dict, leaf_sharding=None) -> dict:
-  """{path: jax.Array} for the base leaves `abstract_leaves` ({"embed": ShapeDtypeStruct,
-  "layers/q": ..., ...}) of `config`'s model, read from `folder`. `leaf_sharding(path, shape)`
-  places each (default: the first device)."""
-  tensors = SafetensorsTensors(folder)
-  parts = {p.field: (p, False) for p in hf_layout.top_parts(config)}
-  parts.update({f"layers/{p.field}": (p, True) for p in hf_layout.layer_parts(config)})
+def place_leaves(abstract_leaves: dict, blocks: dict, leaf_sharding=None,
+                 progress: bool = False) -> dict:
+  """{path: jax.Array} for `abstract_leaves` ({"embed": ShapeDtypeStruct, "layers/q": ...}),
+  each read by `blocks[path] = (block(layer, index, dtype), stacked)` (see `_leaf_reader`) and
+  placed by `leaf_sharding(path, shape)` (default: the first device); a progress bar over
+  the leaves with `progress`."""
+  from tqdm.auto import tqdm
   default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   out = {}
   # largest first: a leaf's transient host copy then overlaps only the leaves placed before it,
   # so the peak is about the weights plus the smallest leaves, not plus the largest
   size = lambda item: int(np.prod(item[1].shape)) * np.dtype(item[1].dtype).itemsize
-  for path, leaf in sorted(abstract_leaves.items(), key=size, reverse=True):
-    if path not in parts:
+  for path, leaf in tqdm(sorted(abstract_leaves.items(), key=size, reverse=True),
+                         desc="loading", unit="leaf", disable=not progress):
+    if path not in blocks:
       raise PerjaxError(f"no checkpoint tensor is known for the model's {path}")
-    part, stacked = parts[path]
+    block, stacked = blocks[path]
     sharding = leaf_sharding(path, leaf.shape) if leaf_sharding else default
     # the host holds one shard's block at a time, beside the arrays already placed
     out[path] = jax.make_array_from_callback(
-        leaf.shape, sharding, _leaf_reader(tensors, part, stacked, leaf.shape, leaf.dtype))
+        leaf.shape, sharding, _leaf_reader(block, stacked, leaf.shape, leaf.dtype))
     out[path].block_until_ready()  # the copy is asynchronous: its host block lives until done
   return out
+
+
+def load_base(config, folder, abstract_leaves: dict, leaf_sharding=None,
+              progress: bool = False) -> dict:
+  """`place_leaves` for a Hugging Face folder's safetensors, named by `hf_layout`."""
+  tensors = SafetensorsTensors(folder)
+  parts = {p.field: (p, False) for p in hf_layout.top_parts(config)}
+  parts.update({f"layers/{p.field}": (p, True) for p in hf_layout.layer_parts(config)})
+  blocks = {path: (functools.partial(_block, tensors, part), stacked)
+            for path, (part, stacked) in parts.items()}
+  return place_leaves(abstract_leaves, blocks, leaf_sharding, progress)
