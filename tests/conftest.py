@@ -35,3 +35,16 @@ def tiny_checkpoint(tmp_path_factory):
       made[key] = folder
     return made[key]
   return make
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drop JAX's compiled programs after each test module. Every XLA CPU executable keeps its
+  machine code in memory maps of its own, and one pytest process compiles thousands: kept alive
+  by the caches, they pass the kernel's map limit (vm.max_map_count, 65530) and the next
+  compilation dies with a segmentation fault."""
+  yield
+  import gc
+  import jax
+  jax.clear_caches()
+  gc.collect()
