@@ -37,8 +37,8 @@ def beam_search_ids(graphdef, state, layers, packed_head, ids, mask, group_ids, 
   K, N = num_beams, max_new_tokens
   B = BK // K
   start = model.prefix_len + P
-  cache = model.init_cache(BK, start + N)
-  rows = model.gather_personal(group_ids, per_layer=True, level_ids=level_ids)
+  cache = model.init_cache(BK, start + N, stacked=layers is None)  # see generation._generate
+  rows = model.gather_personal(group_ids, per_layer=layers is not None, level_ids=level_ids)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
                                 cache_index=0, last_logits_only=True, layers=layers, rows=rows,
                                 packed_head=packed_head)

@@ -18,6 +18,7 @@ from perjax.bounded_inputs import fit_prompts, prompt_limit
 from perjax.errors import ConfigError
 from perjax.kernels.rows_matmul import worth_packing
 from perjax.models.personal import per_example_array
+from perjax.models.weight_bits import stored_as_bits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,9 +105,11 @@ def _generate(graphdef, state, layers, packed_head, ids, mask, group_ids, level_
   model = nnx.merge(graphdef, state)
   B, P = ids.shape
   start = model.prefix_len + P  # first slot after the prompt
-  cache = model.init_cache(B, start + sampling.max_new_tokens)
+  # per-layer weights decode in the unrolled loop; without them, the layer scan over the
+  # model's own stacked weights, with a stacked cache
+  cache = model.init_cache(B, start + sampling.max_new_tokens, stacked=layers is None)
   # once: every step uses the same rows
-  rows = model.gather_personal(group_ids, per_layer=True, level_ids=level_ids)
+  rows = model.gather_personal(group_ids, per_layer=layers is not None, level_ids=level_ids)
   logits, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, cache=cache,
                                 cache_index=0, last_logits_only=True, layers=layers, rows=rows,
                                 packed_head=packed_head)
@@ -146,7 +149,10 @@ def _generate(graphdef, state, layers, packed_head, ids, mask, group_ids, level_
 class Generator:
   """Generation for one model; compiled programs are cached by (batch, bucket, sampling)."""
 
-  def __init__(self, model, tokenizer=None, *, bucket: int = 32, stop_at_eos: bool = True):
+  def __init__(self, model, tokenizer=None, *, bucket: int = 32, stop_at_eos: bool = True,
+               share_base: bool | None = None):
+    # see `refresh`; None: share unless on the CPU with the base stored as plain arrays
+    self.share_base = share_base
     self.refresh(model)
     self.config = model.config
     self.tokenizer = tokenizer
@@ -160,12 +166,24 @@ class Generator:
     is the same; a new structure (adapters merged into a higher rank) compiles anew."""
     self.graphdef = nnx.graphdef(model)
     self.state = nnx.state(model)
+    if self.shares_base(model):  # decode from the model's own weights: no second copy
+      self.layers = self.packed_head = None
+      return
     # Per-layer weight arrays (one more copy of the base weights): the unrolled decoding
     # loop reads them in place instead of slicing the stacked weights at every step. Packed
     # for the CPU decoding kernel where it runs (bitwise the same logits, faster).
     packed = worth_packing(model.dtype)
     self.layers = model.unstacked_layers(pack_weights=packed)
     self.packed_head = model.packed_head() if packed else None
+
+  def shares_base(self, model) -> bool:
+    """Whether decoding reads the model's stacked weights in the layer scan (no copy) rather
+    than a per-layer copy. The copy is the CPU's fast path for a plain base: slicing a plain
+    bfloat16 stack there widens all of it to float32 (`models.weight_bits`). A base stored as
+    bits slices one layer at a time, and accelerators slice in place, so those share."""
+    if self.share_base is not None:
+      return self.share_base
+    return jax.default_backend() != "cpu" or stored_as_bits(model)
 
   def refresh_personal(self, model) -> None:
     """Take new personal parameter values only (the base is unchanged, so its per-layer copy

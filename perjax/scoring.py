@@ -26,12 +26,13 @@ def _score(graphdef, state, layers, packed_head, ids, mask, group_ids, level_ids
   B, P = ids.shape
   L, T = cont.shape
   start = model.prefix_len + P
-  cache = model.init_cache(B, start + T)
+  cache = model.init_cache(B, start + T, stacked=layers is None)  # see generation._generate
   last, cache = model.forward(ids, attention_mask=mask, group_ids=group_ids, level_ids=level_ids,
                               cache=cache, cache_index=0, last_logits_only=True, layers=layers,
                               packed_head=packed_head)
   rep = lambda x, axis: jnp.repeat(x, L, axis=axis)  # row b * L + l: prompt b, candidate l
-  cache = jax.tree.map(lambda x: rep(x, 0), cache)  # every cache array is batch-major
+  # batch-major, but for a stacked cache's keys and values `[L, B, ...]`
+  cache = jax.tree.map(lambda x: rep(x, 1 if x.ndim == 5 else 0), cache)
   tokens, tmask = jnp.tile(cont, (B, 1)), jnp.tile(cont_mask, (B, 1))
   logits, _ = model.forward(tokens, attention_mask=tmask, group_ids=rep(group_ids, 0),
                             level_ids={k: rep(v, 0) for k, v in level_ids.items()},

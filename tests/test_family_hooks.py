@@ -1,7 +1,8 @@
 """Every hook point in every decoder family: LoRA at all seven projections, a soft prompt, and
 per-group shifts at the embeddings, the residual stream (a layered table) and the final state
-act together; cached decoding of a batch mixing groups equals re-running the full forward pass
-for each token, row by row."""
+act together; cached decoding of a batch mixing groups (from a per-layer copy of the weights,
+or in the layer scan over the model's own) equals re-running the full forward pass for each
+token, row by row."""
 import functools
 
 import jax
@@ -52,12 +53,13 @@ def _model(family):
   return model
 
 
+@pytest.mark.parametrize("share_base", [False, True], ids=["layer_copy", "shared_scan"])
 @pytest.mark.parametrize("family", SUPPORTED)
-def test_cached_mixed_group_decoding_equals_the_full_forward(family):
+def test_cached_mixed_group_decoding_equals_the_full_forward(family, share_base):
   model = _model(family)
   prompts, groups = [[5, 17, 30, 4, 8, 9], [9, 9, 40], [5, 17, 30, 4, 8, 9]], [0, 1, 2]
   new = 7  # past the sliding windows (4 or 5 slots) of the tiny configs
-  out = Generator(model, stop_at_eos=False).generate_ids(
+  out = Generator(model, stop_at_eos=False, share_base=share_base).generate_ids(
       prompts, group_ids=groups, sampling=SamplingConfig(max_new_tokens=new))
   for prompt, group, got in zip(prompts, groups, out):
     seq = list(prompt)

@@ -24,6 +24,7 @@ from perjax.kernels import cache_attention
 from perjax.kernels.rows_matmul import pack, pack_transposed, packed_matmul
 from perjax.models.personal import Dims, PersonalStack
 from perjax.models.rope import rope_frequencies, apply_rope
+from perjax.models.weight_bits import readable, readable_tree
 
 _MASK_VALUE = -1e30
 
@@ -185,16 +186,20 @@ class Llama(nnx.Module):
   def prefix_len(self) -> int:
     return self.personal.prefix_len if self.personal is not None else 0
 
-  def init_cache(self, batch: int, length: int, dtype=None) -> dict:
+  def init_cache(self, batch: int, length: int, dtype=None, stacked: bool = False) -> dict:
     """An empty KV cache for `length` slots (personal prefixes included): one `[B, KV, S,
-    D]` array per layer, in the compute dtype unless `dtype` is given. (A float32 cache under
+    D]` array per layer (for the unrolled layer loop), or with `stacked` one `[L, B, KV, S,
+    D]` array (for the layer scan, which decodes from the stacked weights with no per-layer
+    copy of them), in the compute dtype unless `dtype` is given. (A float32 cache under
     bfloat16 compute made XLA's CPU backend copy it at every decoding step.)"""
     c = self.config
     shape = (batch, c.num_kv_heads, length, c.head_dim)
     dtype = dtype or self.dtype
-    return {"k": tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)),
-            "v": tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)),
-            "valid": jnp.zeros((batch, length), jnp.bool_)}
+    if stacked:
+      k, v = (jnp.zeros((c.num_layers, *shape), dtype) for _ in "kv")
+    else:
+      k, v = (tuple(jnp.zeros(shape, dtype) for _ in range(c.num_layers)) for _ in "kv")
+    return {"k": k, "v": v, "valid": jnp.zeros((batch, length), jnp.bool_)}
 
   def gather_personal(self, group_ids, per_layer: bool = False, level_ids=None):
     """Each row's personal parameters in the compute dtype (see `PersonalStack.gather`): per
@@ -218,7 +223,7 @@ class Llama(nnx.Module):
     projections = {*projection_shapes(self.config), *(_FUSED_PROJECTIONS if fuse else ())}
     layers = []
     for i in range(self.config.num_layers):
-      p = {name: w[i] for name, w in stacked.items()}
+      p = {name: readable(w[i]) for name, w in stacked.items()}
       # `fuse`: projections reading the same input become one wider matmul (fewer, larger
       # products decode faster on CPU); personal hooks act on each part after the split.
       # Inside a jitted step the concatenation would be a copy per call, so it is skipped there.
@@ -250,8 +255,8 @@ class Llama(nnx.Module):
     `layers` (from `unstacked_layers()`) runs the layers as an unrolled loop over separate
     weight arrays: the fast path for inference. Without it, layers run as one `lax.scan` over
     the stacked weights (one layer to compile and differentiate), unless the model was built
-    with `unroll_layers=True` (slower to compile, faster to run on CPU); a cache always takes
-    the unrolled loop. `rows`: the examples' personal parameters from `gather_personal` (per
+    with `unroll_layers=True` (slower to compile, faster to run on CPU); a cache from
+    `init_cache()` takes the unrolled loop, a stacked one the scan. `rows`: the examples' personal parameters from `gather_personal` (per
     layer for the unrolled loop), when the caller gathered them once for many calls (a
     decoding loop); gathered here otherwise. `base_only` switches every personal module off.
     `hidden_only` returns the final hidden states `[B, T, d]` (after the final norm) instead of
@@ -263,12 +268,15 @@ class Llama(nnx.Module):
     B, T = input_ids.shape
     group_ids = jnp.zeros((B,), jnp.int32) if group_ids is None else jnp.asarray(group_ids)
     mask = jnp.asarray(attention_mask).astype(jnp.bool_)
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.dtype)
+    x = readable(jnp.take(self.embed[...], input_ids, axis=0)).astype(self.dtype)
     if c.embed_scale:  # in the compute dtype, as the reference scales them
       x = x * jnp.asarray(math.sqrt(c.hidden_size), self.dtype)
     acting = (lambda hook: []) if base_only else self._acting
     prefix_len = 0 if base_only else self.prefix_len
-    unrolled = layers is not None or cache is not None or self.unroll_layers
+    # a stacked cache (`init_cache(stacked=True)`) decodes in the layer scan
+    stacked_cache = cache is not None and not isinstance(cache["k"], (tuple, list))
+    unrolled = not stacked_cache and (
+        layers is not None or self.unroll_layers or cache is not None)
     if rows is None:
       rows = ({"global": {}, "layers": [{}] * c.num_layers if unrolled else {}} if base_only
               else self.gather_personal(group_ids, per_layer=unrolled, level_ids=level_ids))
@@ -328,22 +336,27 @@ class Llama(nnx.Module):
     # each module's rows at one layer: its layer-independent rows plus the layer's slices
     layer_rows = lambda per: {n: {**g, **per.get(n, {})} for n, g in rows["global"].items()}
     run_layer = lambda h, p, rows_l, kv, attend: self._layer(
-        h, p, rows_l, kv, fresh, attend, cache_index, acting, lengths)
+        h, readable_tree(p), rows_l, kv, fresh, attend, cache_index, acting, lengths)
     if self.remat_layers and cache is None:
       # keep only each layer's input for the backward pass; inside the scan CSE cannot merge
       # the recomputation into the forward pass, so it need not be prevented
       run_layer = jax.checkpoint(run_layer, prevent_cse=unrolled)
 
-    new_cache = None
     if not unrolled:
       # layers of both kinds: each picks its mask and rope inside the scan
       mixed = len(set(c.sliding_layers)) > 1
       kinds = jnp.asarray(c.sliding_layers) if mixed else jnp.zeros(c.num_layers, jnp.bool_)
       pick = lambda sliding: tuple(jnp.where(sliding, a, b) for a, b in zip(local, full)) \
           if mixed else (local if c.sliding_layers else full)
-      x, _ = jax.lax.scan(
-          lambda h, xs: (run_layer(h, xs[0], layer_rows(xs[1]), None, pick(xs[2]))[0], None),
-          x, (self.layers.arrays(), rows["layers"], kinds))
+
+      def scanned_layer(h, xs):
+        p, per, sliding, kv = xs
+        h, kv = run_layer(h, p, layer_rows(per), kv, pick(sliding))
+        return h, None if cache is None else kv  # training stacks no keys and values
+
+      kv_stack = None if cache is None else (cache["k"], cache["v"])
+      x, new_kv = jax.lax.scan(scanned_layer, x,
+                               (self.layers.arrays(), rows["layers"], kinds, kv_stack))
     else:
       layers = layers if layers is not None else self.unstacked_layers(fuse=False)
       new_k, new_v = [], []
@@ -353,10 +366,11 @@ class Llama(nnx.Module):
         x, (k, v) = run_layer(x, p, layer_rows(per), kv, attend)
         new_k.append(k)
         new_v.append(v)
-      if cache is not None:
-        new_cache = {"k": tuple(new_k), "v": tuple(new_v), "valid": kv_valid if not fresh else
-                     jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
-    x = _rms_norm(x, self.final_norm[...], c.rms_norm_eps, c.norm_offset)
+      new_kv = (tuple(new_k), tuple(new_v))
+    new_cache = None if cache is None else {
+        "k": new_kv[0], "v": new_kv[1], "valid": kv_valid if not fresh else
+        jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
+    x = _rms_norm(x, readable(self.final_norm[...]), c.rms_norm_eps, c.norm_offset)
     for name, m in acting("final"):
       x = m.final(x, rows["global"][name])
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
@@ -369,7 +383,7 @@ class Llama(nnx.Module):
 
   def head_weight(self):
     """The LM head's weight: `[d, V]`, or the tied embedding `[V, d]`."""
-    return self.embed[...] if self.lm_head is None else self.lm_head[...]
+    return readable(self.embed[...] if self.lm_head is None else self.lm_head[...])
 
   def head_logits(self, rows_2d, weight):
     """float32 logits `[N, V]` of final hidden states `[N, d]`, `weight` from `head_weight`
