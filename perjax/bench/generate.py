@@ -12,6 +12,9 @@ import numpy as np
 from perjax.generation import Generator, SamplingConfig
 from perjax.method import get_method
 from perjax.models import load
+from perjax.models.known_configs import known_config
+from perjax.models.llama import parameter_count
+from perjax.models.weight_bits import worth_storing_as_bits
 from perjax.models.personal import single
 
 
@@ -36,12 +39,16 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
                    random_weights: bool = False,
                    repeats: int = 2) -> dict:
   personal = lora_builder(adapters, rank) if adapters else None
+  # Over 1B parameters on CPU the base is stored as bits and decoding reads it in place, so a
+  # 7-8B model fits a host with twice its bytes; below, the faster per-layer copy is kept.
+  large = parameter_count(known_config(model_name)) > 1e9 if random_weights else False
   # weights are stored in the compute dtype, so bfloat16 also halves the bytes read per token
   model, tokenizer = load(model_name, personal=personal, dtype=dtype, param_dtype=dtype,
-                          progress=False, random_weights=random_weights)
+                          progress=False, random_weights=random_weights,
+                          frozen_bits=large and worth_storing_as_bits(dtype, False))
   if adapters:
     randomize_lora_b(model)
-  generator = Generator(model, tokenizer, stop_at_eos=False)
+  generator = Generator(model, tokenizer, stop_at_eos=False, share_base=large or None)
   rng = np.random.default_rng(0)
   prompts = rng.integers(100, min(40000, model.config.vocab_size), (batch, prompt_len)).tolist()
   group_ids = np.arange(batch) % adapters if adapters else None
@@ -64,4 +71,5 @@ def bench_generate(model_name: str, *, batch: int, prompt_len: int, new_tokens: 
           "seconds": steady, "compile_s": max(first - steady, 0.0),
           "backend": jax.default_backend(),
           # the CPU kernels ran (perjax.kernels; PERJAX_CPU_KERNELS=0 switches them off)
-          "cpu_kernels": generator.packed_head is not None}
+          "cpu_kernels": generator.packed_head is not None,
+          "shared_base": generator.layers is None}

@@ -4,7 +4,7 @@ import numpy as np
 
 from perjax.bench.generate import lora_builder
 from perjax.models import load
-from perjax.models.weight_bits import store_frozen_base_as_bits, worth_storing_as_bits
+from perjax.models.weight_bits import worth_storing_as_bits
 from perjax.training.model_options import set_training_options
 from perjax.training.optim import make_optimizer
 from perjax.training.step import init_train_state
@@ -21,9 +21,9 @@ def lora_training(model_name: str, groups: int, rank: int, *, dtype: str = "floa
   CPU is stored as its bits (`models.weight_bits`)."""
   model, _ = load(model_name, personal=lora_builder(groups, rank), dtype=dtype, param_dtype=dtype,
                   progress=False, random_weights=random_weights, seed=seed,
-                  unroll_layers=unroll_layers, leaf_sharding=leaf_sharding)
-  if worth_storing_as_bits(dtype, train_base):  # see models.weight_bits: no float32 copy
-    store_frozen_base_as_bits(model)
+                  unroll_layers=unroll_layers, leaf_sharding=leaf_sharding,
+                  # see models.weight_bits: no float32 copy of the base in the step
+                  frozen_bits=worth_storing_as_bits(dtype, train_base))
   set_training_options(model, remat=remat, loss_chunk=loss_chunk, attention=attention)
   graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4),
                                                            train_base=train_base)

@@ -11,6 +11,7 @@ from perjax.models import zoo
 from perjax.models.dtypes import parse_dtype
 from perjax.models.llama import Llama, LlamaConfig, dims, parameter_count, tiny_llama_config
 from perjax.models.tiny_tokenizer import byte_tokenizer
+from perjax.models.weight_bits import store_frozen_base_as_bits
 
 TINY_PREFIX = "tiny-llama"
 
@@ -88,11 +89,26 @@ def assemble(config, base_arrays, *, personal=None, dtype="float32", param_dtype
   return nnx.merge(graphdef, state)
 
 
-def random_base(config: LlamaConfig, leaves: dict, *, seed: int = 0, leaf_sharding=None):
+def _drawn_by_layer(value, shape, dtype, as_bits: bool):
+  """`value(key, shape)` for a stacked `[L, ...]` leaf, drawn one layer at a time into a
+  buffer of 16-bit patterns: only one layer's float32 draw exists at once, and the buffer is
+  never widened (XLA's CPU backend would run a bfloat16 dynamic-update-slice in float32)."""
+  def draw(key):
+    write = lambda i, buf: jax.lax.dynamic_update_slice_in_dim(
+        buf, jax.lax.bitcast_convert_type(value(jax.random.fold_in(key, i), shape[1:]).astype(
+            dtype), jnp.uint16)[None], i, axis=0)
+    bits = jax.lax.fori_loop(0, shape[0], write, jnp.zeros(shape, jnp.uint16))
+    return bits if as_bits else jax.lax.bitcast_convert_type(bits, dtype)
+  return draw
+
+
+def random_base(config: LlamaConfig, leaves: dict, *, seed: int = 0, leaf_sharding=None,
+                frozen_bits: bool = False):
   """Random base leaves for throughput benchmarks: each drawn by one compiled call in its own
   dtype and sharding, so no float32 copy of a leaf is ever made (an 8B model's largest leaf
-  would be 7.5 GB of float32). Matrices are N(0, 1/fan_in), embeddings N(0, 0.02^2), norms the
-  identity, biases zero."""
+  would be 7.5 GB of float32); stacked bfloat16 leaves one layer at a time. Matrices are N(0,
+  1/fan_in), embeddings N(0, 0.02^2), norms the identity, biases zero. `frozen_bits`: bfloat16
+  matrices come as their bits (`models.weight_bits`), for a frozen base on CPU."""
   default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   key = jax.random.key(seed)
   out = {}
@@ -106,8 +122,11 @@ def random_base(config: LlamaConfig, leaves: dict, *, seed: int = 0, leaf_shardi
       value = lambda k, shape=leaf.shape, dt=leaf.dtype: jnp.zeros(shape, dt)
     else:
       std = 0.02 if name in ("embed", "lm_head") else leaf.shape[-2] ** -0.5
-      value = lambda k, shape=leaf.shape, dt=leaf.dtype, std=std: (
-          jax.random.normal(k, shape, jnp.float32) * std).astype(dt)  # fused: never stored
+      normal = lambda k, shape, std=std: jax.random.normal(k, shape, jnp.float32) * std
+      if leaf.dtype == jnp.bfloat16 and (frozen_bits or leaf.ndim >= 3):
+        value = _drawn_by_layer(normal, leaf.shape, leaf.dtype, frozen_bits)
+      else:
+        value = lambda k, shape=leaf.shape, dt=leaf.dtype: normal(k, shape).astype(dt)
     out[path] = jax.jit(value, out_shardings=sharding)(jax.random.fold_in(key, i))
     out[path].block_until_ready()
   return out
@@ -128,7 +147,7 @@ def default_param_dtype(config: LlamaConfig) -> str:
 def load_decoder(name: str, *, personal=None, dtype="float32",
                  param_dtype: str | None = None, seed: int = 0, progress: bool = True,
                  random_weights: bool = False, unroll_layers: bool = False,
-                 leaf_sharding=None):
+                 leaf_sharding=None, frozen_bits: bool = False):
   """(model, tokenizer). `name`: a zoo name, `tiny-llama`, a .gguf path, a HF folder or hub id.
 
   `random_weights=True` builds a known zoo architecture with random weights and no tokenizer
@@ -136,7 +155,20 @@ def load_decoder(name: str, *, personal=None, dtype="float32",
   the layers as an unrolled loop instead of a `lax.scan` (see `Llama.forward`).
   `param_dtype` None: `default_param_dtype`. A Hugging Face folder is read one tensor at a
   time straight into device arrays, placed by `leaf_sharding(path, shape)` if given.
+  `frozen_bits`: a bfloat16 base is stored as its bits (`models.weight_bits`; drawn so with
+  `random_weights`), for a base that is not trained.
   """
+  model, tokenizer = _load_decoder(name, personal=personal, dtype=dtype, param_dtype=param_dtype,
+                                   seed=seed, progress=progress, random_weights=random_weights,
+                                   unroll_layers=unroll_layers, leaf_sharding=leaf_sharding,
+                                   frozen_bits=frozen_bits)
+  if frozen_bits:  # leaves drawn as bits already are left as they are
+    store_frozen_base_as_bits(model)
+  return model, tokenizer
+
+
+def _load_decoder(name, *, personal, dtype, param_dtype, seed, progress, random_weights,
+                  unroll_layers, leaf_sharding, frozen_bits):
   build_kwargs = dict(personal=personal, dtype=dtype, param_dtype=param_dtype, seed=seed,
                       unroll_layers=unroll_layers)
   if random_weights:
@@ -144,7 +176,8 @@ def load_decoder(name: str, *, personal=None, dtype="float32",
     config = known_config(name)
     build_kwargs["param_dtype"] = param_dtype or default_param_dtype(config)
     return assemble(config, functools.partial(random_base, config, seed=seed,
-                                               leaf_sharding=leaf_sharding),
+                                               leaf_sharding=leaf_sharding,
+                                               frozen_bits=frozen_bits),
                      **build_kwargs), None
   if name.startswith(TINY_PREFIX):
     tokenizer = byte_tokenizer()
