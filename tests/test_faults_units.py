@@ -95,7 +95,8 @@ def test_a_run_resumes_after_a_method_it_does_not_use_is_added(tmp_path):
 
 def test_a_run_resumes_after_a_core_setting_is_added_at_its_default(tmp_path):
   old = cfg.defaults().to_dict()
-  del old["train"]["schedule"], old["train"]["warmup"]  # a run started before they existed
+  for key in ("schedule", "warmup", "weight_decay", "grad_clip"):  # a run started before them
+    del old["train"][key]
   workdir.claim(tmp_path, json.dumps(old), set())
   (tmp_path / "checkpoints").mkdir()
   workdir.claim(tmp_path, json.dumps(cfg.defaults().to_dict()), set())  # defaults: same run
