@@ -192,6 +192,11 @@ def _config(**overrides):
     ("train.schedule", "cosin", "train.schedule must be one of .*'cosine'.*, got 'cosin'"),
     ("train.warmup", 100, "train.warmup (100) must be below the steps of every training stage "
      "(100)"), ("train.warmup", -1, "train.warmup"),
+    ("train.optimizer", "adamx", r"train.optimizer must be one of \['adam', 'adamw', 'sgd'\], "
+     "got 'adamx'"),
+    ("train.weight_decay", -0.1, "train.weight_decay must be a finite number >= 0 (0: off), got "
+     "-0.1"), ("train.grad_clip", math.nan, "train.grad_clip must be a finite number >= 0"),
+    ("train.weight_decay", 0.01, "optimizer 'adam' takes no weight_decay (got 0.01); use adamw"),
     ("eval.batch_size", 0, "eval.batch_size"), ("eval.max_prompt_tokens", -1, "max_prompt_tokens"),
     ("model", "smollm2-135m-instrct", "did you mean 'smollm2-135m-instruct'"),
     ("model", "all-minilm-l6-v2", "model 'all-minilm-l6-v2' is an encoder"),
