@@ -3,6 +3,10 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# the settings the `perjax` command runs under (perjax itself sets none when imported); the
+# memory tests (test_chunked_loss) depend on its XLA scheduler flag
+from perjax.cli.environment import apply_command_defaults  # noqa: E402
+apply_command_defaults()
 
 import pytest  # noqa: E402
 

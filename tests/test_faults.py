@@ -76,6 +76,9 @@ def interrupted_copy(reference: Path, to: Path) -> Path:
     ({"train.steps": 0}, "train.steps"), ({"train.steps": -3}, "train.steps"),
     ({"train.lr": "nan"}, "train.lr"), ({"train.checkpoint_every": 0}, "train.checkpoint_every"),
     ({"train.batch_size": 0}, "train.batch_size"), ({"train.seq_len": 0}, "train.seq_len"),
+    ({"train.optimizer": "adamx"},
+     "train.optimizer must be one of ['adam', 'adamw', 'sgd'], got 'adamx'"),
+    ({"train.grad_clip": -1}, "train.grad_clip must be a finite number >= 0 (0: off), got -1"),
     ({"model": "smollm2-135m-instrct"}, "unknown model"),
     ({"encoder": "all-minilm-l6-v3"}, "encoder: unknown model")])
 def test_nonsense_settings_stop_before_the_workdir(tmp_path, capsys, override, names):
@@ -83,6 +86,15 @@ def test_nonsense_settings_stop_before_the_workdir(tmp_path, capsys, override, n
                *cli_overrides({"method": "lora", **override})])
   assert code == 2 and names in one_line_error(capsys.readouterr().err)
   assert not (tmp_path / "w").exists()
+
+
+def test_sweep_dry_run_refuses_an_unknown_optimizer(tmp_path, capsys):
+  work = tmp_path / "qs"
+  code = main(["sweep", SPEC, "--dry-run", "--workdir", str(work),
+               *cli_overrides({"train.optimizer": "adamx"})])
+  err = one_line_error(capsys.readouterr().err, "sweep")
+  assert code == 2 and "train.optimizer must be one of ['adam', 'adamw', 'sgd'], got 'adamx'" in err
+  assert not work.exists()
 
 
 def test_config_file_with_a_syntax_error(tmp_path, capsys):

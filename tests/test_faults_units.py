@@ -95,7 +95,8 @@ def test_a_run_resumes_after_a_method_it_does_not_use_is_added(tmp_path):
 
 def test_a_run_resumes_after_a_core_setting_is_added_at_its_default(tmp_path):
   old = cfg.defaults().to_dict()
-  del old["train"]["schedule"], old["train"]["warmup"]  # a run started before they existed
+  for key in ("schedule", "warmup", "weight_decay", "grad_clip"):  # a run started before them
+    del old["train"][key]
   workdir.claim(tmp_path, json.dumps(old), set())
   (tmp_path / "checkpoints").mkdir()
   workdir.claim(tmp_path, json.dumps(cfg.defaults().to_dict()), set())  # defaults: same run
@@ -191,6 +192,11 @@ def _config(**overrides):
     ("train.schedule", "cosin", "train.schedule must be one of .*'cosine'.*, got 'cosin'"),
     ("train.warmup", 100, "train.warmup (100) must be below the steps of every training stage "
      "(100)"), ("train.warmup", -1, "train.warmup"),
+    ("train.optimizer", "adamx", r"train.optimizer must be one of \['adam', 'adamw', 'sgd'\], "
+     "got 'adamx'"),
+    ("train.weight_decay", -0.1, "train.weight_decay must be a finite number >= 0 (0: off), got "
+     "-0.1"), ("train.grad_clip", math.nan, "train.grad_clip must be a finite number >= 0"),
+    ("train.weight_decay", 0.01, "optimizer 'adam' takes no weight_decay (got 0.01); use adamw"),
     ("eval.batch_size", 0, "eval.batch_size"), ("eval.max_prompt_tokens", -1, "max_prompt_tokens"),
     ("model", "smollm2-135m-instrct", "did you mean 'smollm2-135m-instruct'"),
     ("model", "all-minilm-l6-v2", "model 'all-minilm-l6-v2' is an encoder"),

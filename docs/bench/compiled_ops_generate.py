@@ -12,8 +12,11 @@ import numpy as np
 from flax import nnx
 
 from perjax.bench.generate import lora_builder
+from perjax.cli.environment import apply_command_defaults
 from perjax.generation import Generator, SamplingConfig, _generate
 from perjax.models.llama import Llama, tiny_llama_config
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
 
 model = Llama(tiny_llama_config(), personal=lora_builder(4, 8), rngs=nnx.Rngs(0))
 gen = Generator(model, stop_at_eos=False)

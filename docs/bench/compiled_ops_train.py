@@ -11,11 +11,14 @@ import jax
 from flax import nnx
 
 from perjax.bench.generate import lora_builder
+from perjax.cli.environment import apply_command_defaults
 from perjax.models.llama import Llama, tiny_llama_config
 from perjax.training import batching
 from perjax.training.objectives import lm_loss
 from perjax.training.optim import make_optimizer
 from perjax.training.step import init_train_state, make_train_step
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
 
 model = Llama(tiny_llama_config(), personal=lora_builder(4, 8), rngs=nnx.Rngs(0))
 graphdef, state, personal_tx, base_tx = init_train_state(model, make_optimizer("adamw", 1e-4))

@@ -11,7 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import perjax.models.llama as llama
+from perjax.cli.environment import apply_command_defaults
 from perjax.kernels import cache_attention, cpu_library, rows_matmul
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
 
 
 def best(fn, *args) -> float:

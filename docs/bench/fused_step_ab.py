@@ -13,9 +13,12 @@ import jax
 import numpy as np
 
 from perjax.bench.lora_training import lora_training, random_ids, token_rows
+from perjax.cli.environment import apply_command_defaults
 from perjax.models import llama
 from perjax.training.objectives import lm_loss
 from perjax.training.step import make_train_step
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
 
 USERS, BATCH, SEQ = 4, 4, 128
 

@@ -14,6 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import perjax.models.llama as llama
+from perjax.cli.environment import apply_command_defaults
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
 
 
 def best_time(fn, repeats: int, calls: int = 1) -> float:

@@ -8,8 +8,11 @@ import time
 
 import numpy as np
 
+from perjax.cli.environment import apply_command_defaults
 from perjax.generation import Generator, SamplingConfig
 from perjax.models import load
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
 
 model, tokenizer = load("smollm2-135m-instruct", dtype="bfloat16", param_dtype="bfloat16",
                         progress=False)

@@ -25,6 +25,10 @@ DUMP = tempfile.mkdtemp(prefix="perjax-hlo-")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            f" --xla_dump_to={DUMP} --xla_dump_hlo_as_text").strip()
 
+from perjax.cli.environment import apply_command_defaults  # noqa: E402
+
+apply_command_defaults()  # the `perjax` command's XLA flags, under which the figures were taken
+
 import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 

@@ -11,7 +11,11 @@ setting (rank-8 LoRA on q and v per user, AdamW). Prints XLA's memory analysis o
 import argparse
 import json
 
-import jax
+from perjax.cli.environment import apply_command_defaults
+
+apply_command_defaults()  # the command's XLA scheduler flag, on which remat's saving depends
+
+import jax  # noqa: E402
 import numpy as np
 
 from perjax.bench.generate import lora_builder

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from perjax.cli.environment import apply_command_defaults
 from perjax.errors import PerjaxError
 from perjax.registry import UnknownNameError
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  apply_command_defaults()  # before the command modules import JAX or transformers
   parser = build_parser()
   args = parser.parse_args(argv)
   args.argv = list(sys.argv[1:] if argv is None else argv)  # to launch this command again

@@ -55,9 +55,11 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # task_steps: steps of the task stage that comes first under own_history (0: `steps`)
   # schedule: the learning rate over a stage's steps, after `warmup` linear warm-up steps:
   # constant, linear (decay to 0) or cosine (decay to 0); each group's row follows its own count
+  # optimizer: sgd, adam or adamw; weight_decay: decoupled, as AdamW's (adamw and sgd; 0: none);
+  # grad_clip: each group's gradient clipped to this global norm (0: no clipping)
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
-                            lr=1e-3, checkpoint_every=50, on="train_split", task_steps=0,
-                            schedule="constant", warmup=0))
+                            lr=1e-3, weight_decay=0.0, grad_clip=0.0, checkpoint_every=50,
+                            on="train_split", task_steps=0, schedule="constant", warmup=0))
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
   # num_beams: beam search for generated answers (1: greedy)
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0,

@@ -10,6 +10,8 @@ class TrainSettings:
   seq_len: int
   optimizer: str = "adam"
   lr: float = 1e-3
+  weight_decay: float = 0.0  # decoupled from the gradient statistics, as AdamW's; 0: none
+  grad_clip: float = 0.0  # the gradient's largest global norm; 0: no clipping
   schedule: str = "constant"  # perjax.training.optim.SCHEDULES
   warmup: int = 0
   accum: int = 1
@@ -21,9 +23,10 @@ class TrainSettings:
   def from_config(cls, config) -> "TrainSettings":
     t = config.train
     return cls(steps=t.steps, batch_size=t.batch_size, seq_len=t.seq_len, optimizer=t.optimizer,
-               lr=t.lr, schedule=t.get("schedule", "constant"), warmup=t.get("warmup", 0),
-               accum=t.accum, checkpoint_every=t.checkpoint_every, seed=config.seed,
-               mesh=config.get("mesh", ""))
+               lr=t.lr, weight_decay=t.get("weight_decay", 0.0),
+               grad_clip=t.get("grad_clip", 0.0), schedule=t.get("schedule", "constant"),
+               warmup=t.get("warmup", 0), accum=t.accum, checkpoint_every=t.checkpoint_every,
+               seed=config.seed, mesh=config.get("mesh", ""))
 
 
 @dataclasses.dataclass(frozen=True)

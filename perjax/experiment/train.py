@@ -72,7 +72,8 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
   tc = settings
   lr = optim.learning_rate(tc.lr, tc.schedule, tc.steps, tc.warmup)
-  tx = optim.make_optimizer(tc.optimizer, lr)
+  tx = optim.make_optimizer(tc.optimizer, lr, weight_decay=tc.weight_decay,
+                            grad_clip=tc.grad_clip)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable,
                                                            train_base=train_base)
   spread, step_kwargs = None, {}

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from perjax.errors import ConfigError
-from perjax.registry import MODELS, suggest
+from perjax.registry import MODELS, OPTIMIZERS, suggest
 
 _TINY_PREFIX = "tiny-llama"  # perjax.models.decoder_loading.TINY_PREFIX, without importing jax
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -74,6 +74,7 @@ def check_settings(config, *, trains: bool) -> None:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
         or lr <= 0:
       raise ConfigError(f"train.lr must be a finite positive number, got {lr!r}")
+    _check_optimizer(config)
   if trains and config.get("mesh", ""):  # imports jax only when set
     import jax
     from perjax import sharding
@@ -111,6 +112,26 @@ def _check_schedule(config) -> None:
     if config.train.warmup >= min(stages):
       raise ConfigError(f"train.warmup ({config.train.warmup}) must be below the steps of every "
                         f"training stage ({min(stages)})")
+
+
+def _check_optimizer(config) -> None:
+  from perjax.training.optim import make_optimizer  # registers the optimizers
+  name = config.train.optimizer
+  if name not in OPTIMIZERS:
+    raise ConfigError(f"train.optimizer must be one of {OPTIMIZERS.names()}, got {name!r}")
+  for key in ("weight_decay", "grad_clip"):
+    if key in config.train:  # a config from before the field keeps its default, 0
+      _non_negative_number(config, f"train.{key}")
+  # what the optimizer itself refuses (adam has no weight decay); building one computes nothing
+  make_optimizer(name, config.train.lr, weight_decay=config.train.get("weight_decay", 0.0),
+                 grad_clip=config.train.get("grad_clip", 0.0))
+
+
+def _non_negative_number(config, dotted: str) -> None:
+  value = _field(config, dotted)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+      or value < 0:
+    raise ConfigError(f"{dotted} must be a finite number >= 0 (0: off), got {value!r}")
 
 
 def _check_log_and_init(config, trains: bool) -> None:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from perjax.errors import ConfigError
 from perjax.registry import OPTIMIZERS
 
 
@@ -61,14 +62,22 @@ SCHEDULES = {
 }
 
 
-# Each registered optimizer: (learning_rate, *, weight_decay) -> optax transformation.
+# Each registered optimizer: (learning_rate, *, weight_decay) -> optax transformation. Weight
+# decay is decoupled from the gradient statistics (as AdamW's) and 0 builds the plain optimizer;
+# one that cannot decay refuses a non-zero value rather than ignore it.
 @OPTIMIZERS.register("sgd")
 def _sgd(learning_rate, *, weight_decay=0.0):
-  return optax.sgd(learning_rate)
+  if not weight_decay:
+    return optax.sgd(learning_rate)
+  # plain SGD has no statistics to decouple from: this is its usual L2 decay
+  return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate))
 
 
 @OPTIMIZERS.register("adam")
 def _adam(learning_rate, *, weight_decay=0.0):
+  if weight_decay:
+    raise ConfigError(f"optimizer 'adam' takes no weight_decay (got {weight_decay}); use adamw, "
+                      "Adam with decoupled weight decay")
   return optax.adam(learning_rate)
 
 
@@ -79,7 +88,9 @@ def _adamw(learning_rate, *, weight_decay=0.0):
 
 def make_optimizer(name: str, learning_rate: float, *, weight_decay: float = 0.0,
                    grad_clip: float = 0.0) -> optax.GradientTransformation:
-  """A registered optax optimizer by name (`sgd`, `adam`, `adamw`)."""
+  """A registered optax optimizer by name (`sgd`, `adam`, `adamw`), with `weight_decay` and,
+  when `grad_clip` > 0, the gradient clipped to that global norm first. Under `per_group` the
+  norm is each group's own (in each personal module), so a group trains as it would alone."""
   tx = OPTIMIZERS.get(name)(learning_rate, weight_decay=weight_decay)
   if grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
