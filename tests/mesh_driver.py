@@ -22,7 +22,8 @@ def tiny_load(name, *, leaf_sharding=None, seed=0, **kwargs):
   are (the same values on every mesh)."""
   for key in ("progress", "random_weights"):
     kwargs.pop(key)
-  base = functools.partial(random_base, DIVISIBLE, seed=seed, leaf_sharding=leaf_sharding)
+  base = functools.partial(random_base, DIVISIBLE, seed=seed, leaf_sharding=leaf_sharding,
+                           frozen_bits=kwargs.pop("frozen_bits", False))
   return assemble(DIVISIBLE, base, seed=seed, **kwargs), None
 
 
