@@ -28,8 +28,10 @@ _to_bits = jax.jit(lambda w: jax.lax.bitcast_convert_type(w, _BITS), donate_argn
 
 
 def store_frozen_base_as_bits(model) -> int:
-  """Store `model`'s bfloat16 base weights as bits, one leaf at a time (donated, so no second
-  copy); personal tables are left alone. Only for a base that is not trained: its gradient
+  """Store `model`'s bfloat16 base weights as bits, one leaf at a time: each bfloat16 leaf is
+  freed as its bits are made (XLA does not alias buffers of different dtypes, so one leaf is
+  held twice for a moment; `random_base(frozen_bits=True)` draws bits directly and holds none
+  twice); personal tables are left alone. Only for a base that is not trained: its gradient
   would be taken with respect to integers. Returns how many leaves were converted."""
   converted = 0
   for path, node in nnx.iter_graph(model):
