@@ -2,7 +2,7 @@
 and v, AdamW, 4 users; a tiny model so it compiles in seconds). Equal counts before and after a
 refactor mean XLA compiled the same program.
 
-  JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/compiled_ops_train.py
+  JAX_PLATFORMS=cpu PYTHONPATH=. python experiments/bench/compiled_ops_train.py
 """
 import collections
 import re

@@ -3,8 +3,8 @@ best of 3 after a warm-up) with one part of each layer switched off, and the pro
 matrix products alone at the decoding (16 rows) and prefill (16 x 128 rows) sizes. A switched
 off part gives wrong tokens; only the time counts.
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/generate_parts.py base   # also: noattn, nonorm, norope
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/generate_parts.py matmuls
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/generate_parts.py base   # also: noattn, nonorm, norope
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/generate_parts.py matmuls
 """
 import sys
 import time

@@ -1,7 +1,7 @@
 """The compiled train step's temporary memory with and without the training memory options.
 
-    JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/train_memory.py [--users 4 --batch 4 --seq 512]
-    JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/train_memory.py --users 16 --batch 16 \
+    JAX_PLATFORMS=cpu PYTHONPATH=. python experiments/bench/train_memory.py [--users 4 --batch 4 --seq 512]
+    JAX_PLATFORMS=cpu PYTHONPATH=. python experiments/bench/train_memory.py --users 16 --batch 16 \
         --seq 256 --chunk 8192 --dtype bfloat16 --unroll-layers     # gpu_checks.sh's step
 
 SmolLM2-135M's architecture with random weights (nothing is run, only compiled), the bench's

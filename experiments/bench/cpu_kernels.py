@@ -2,7 +2,7 @@
 after a warm-up): the product of 16 rows with SmolLM2-135M's weights (the decoding step's
 shapes, and the LM head), and attention at a decoding step and at a batch-16 prefill.
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/cpu_kernels.py
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/cpu_kernels.py
 """
 import time
 

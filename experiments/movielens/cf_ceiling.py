@@ -3,7 +3,7 @@ the ceiling of the "other users' ratings of the movie plus the user's own bias" 
 (docs/results.md), and whether even it beats the user's mean rating significantly. Reads the
 same data set and splits as experiments/movielens_rating.py.
 
-  python docs/analysis/movielens_cf_ceiling.py
+  python experiments/movielens/cf_ceiling.py
 
 Prediction per example: the global mean of every pool rating, plus the movie's shrunk offset
 (other users' ratings only, shrinkage 3), plus the user's mean offset from the (shrunk) item

@@ -4,7 +4,7 @@ with q/k/v and gate/up fused into one product each (the weights concatenated ins
 as `Llama.unstacked_layers(fuse=True)` does for generation). Both are compiled in one process
 and called in turn, so a noisy machine slows both alike; prints each call and the medians.
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/fused_step_ab.py [calls per variant, default 6]
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/fused_step_ab.py [calls per variant, default 6]
 """
 import sys
 import time

@@ -2,7 +2,7 @@
 q and v, each row its own user; a tiny model). Equal counts before and after a refactor mean XLA
 compiled the same program.
 
-  JAX_PLATFORMS=cpu PYTHONPATH=. python docs/bench/compiled_ops_generate.py
+  JAX_PLATFORMS=cpu PYTHONPATH=. python experiments/bench/compiled_ops_generate.py
 """
 import collections
 import re

@@ -2,7 +2,7 @@
 and 32 new tokens (1 new token is the prefill and one pick), 3 calls each after a warm-up.
 XLA_FLAGS in the environment compare XLA CPU options on the same program.
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/generate_split.py
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/generate_split.py
 """
 import time
 

@@ -2,10 +2,10 @@
 (`methods.peer_stats.estimate`) gains or loses, by the estimate's value: per bin, the gold's
 mean, the model's expected rating (from `label_probs`), the MAE of its answers and of the
 estimate read as the training split suggests (a + b x estimate fitted on train,
-`movielens_cf_ceiling.fitted_reading`), and how often each answers 5. Several runs (seeds) are
+`cf_ceiling.fitted_reading`), and how often each answers 5. Several runs (seeds) are
 pooled and their counts given per run.
 
-  python docs/analysis/movielens_estimate_bins.py runs/mlr-cos/*schedule=cosine,seed=*
+  python experiments/movielens/estimate_bins.py runs/mlr-cos/*schedule=cosine,seed=*
 """
 import collections
 import json
@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from movielens_cf_ceiling import fitted_reading, stars, task_pool
+from cf_ceiling import fitted_reading, stars, task_pool
 from perjax.data import load_dataset
 
 BINS = [(float("-inf"), 3.25, "< 3.25"), (3.25, 3.75, "3.25-3.75"), (3.75, 4.25, "3.75-4.25"),

@@ -7,7 +7,7 @@ contracted in place as `llama._matmul_bwd` does. No weight gradients (the base i
 Attention: the batched score and value products of `llama._gqa_attention` (16 rows x 128
 tokens, 3 KV heads with 3 query heads each) and their four backward products, for 30 layers.
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/train_parts.py
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/train_parts.py
 """
 import jax
 import jax.numpy as jnp

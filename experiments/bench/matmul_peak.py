@@ -1,8 +1,8 @@
 """This machine's measured matrix-multiply peak, in float32 and bfloat16, and its memory read
 bandwidth, for the CPU rooflines in docs/benchmarks.md. Runs with JAX (XLA) or with PyTorch (the reference stack's venv):
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/matmul_peak.py --backend jax
-  /tmp/ref/bin/python docs/bench/matmul_peak.py --backend torch
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/matmul_peak.py --backend jax
+  /tmp/ref/bin/python experiments/bench/matmul_peak.py --backend torch
 
 Shapes: a large square product, and SmolLM2-135M's MLP up-projection at 2,048 tokens (the
 prefill of 16 prompts of 128 tokens). bfloat16 inputs accumulate in float32 where the backend

@@ -3,8 +3,8 @@
 into matrix products (ops whose fused computation holds a `dot`) and the rest. The shapes come
 from the optimised HLO that XLA dumps for the same program.
 
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/op_profile.py train      # the training bench's step
-  JAX_PLATFORMS=cpu .venv/bin/python docs/bench/op_profile.py generate   # batch-16 generation
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/op_profile.py train      # the training bench's step
+  JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/op_profile.py generate   # batch-16 generation
 
 Op times overlap where XLA runs two ops at once on the two cores, so their sum can exceed the
 call's wall time; the shares are what to compare. Tracing also slows ops that overlap (the

@@ -13,8 +13,8 @@
 # llama-3.1-8b training step beside `perjax plan`'s figure for it. The goals: >= 40% MFU at the
 # 1B shapes, >= 10x users/s, >= 80% of plain decoding.
 #
-#   bash docs/bench/gpu_checks.sh              # on the GPU machine, from the repository root
-#   TINY=1 bash docs/bench/gpu_checks.sh       # the same commands at toy sizes (a CPU dry run)
+#   bash experiments/bench/gpu_checks.sh              # on the GPU machine, from the repository root
+#   TINY=1 bash experiments/bench/gpu_checks.sh       # the same commands at toy sizes (a CPU dry run)
 #   PYTHON=.venv/bin/python ...                # the Python that has perjax (default python3)
 cd "$(dirname "$0")/../.." || exit 1
 export PYTHONPATH=.
