@@ -15,6 +15,7 @@ config file loaded once per sweep run) replaces the entry; another module regist
 `DuplicateNameError`. Looking up an unknown name raises `UnknownNameError`, whose message
 suggests the near matches (`suggest`).
 """
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -66,6 +67,7 @@ class Registry:
     self.kind = kind
     self._entries: dict[str, Any] = {}
     self._origins: dict[str, str] = {}  # name -> the module that registered it
+    _EVERY_REGISTRY.append(self)
 
   def register(self, name: str, entry: Any = _MISSING, *, origin: str | None = None) -> Any:
     """`register(name, entry)` registers `entry` and returns it; `@register(name)` registers the
@@ -100,6 +102,38 @@ class Registry:
 
   def names(self) -> list[str]:
     return sorted(self._entries)
+
+  @contextlib.contextmanager
+  def temporary(self, name: str | None = None, entry: Any = _MISSING) -> Iterator["Registry"]:
+    """A block whose registrations are undone on exit (big_vision's `temporary_ops`): tests
+    register their plugins inside one, so none leaks into the next test. With `name` and
+    `entry`, registers that entry for the block."""
+    entries, origins = dict(self._entries), dict(self._origins)
+    try:
+      if name is not None:
+        if entry is _MISSING:
+          raise TypeError(f"temporary({name!r}) needs the entry to register")
+        self.register(name, entry, origin=calling_module(1))
+      yield self
+    finally:
+      self._entries.clear()
+      self._entries.update(entries)
+      self._origins.clear()
+      self._origins.update(origins)
+
+
+_EVERY_REGISTRY: list[Registry] = []  # in creation order; `temporary_registrations` restores them
+
+
+@contextlib.contextmanager
+def temporary_registrations(*registries: Registry) -> Iterator[None]:
+  """`Registry.temporary` over several registries at once (default: every registry, those of
+  other modules such as the task kinds included), for code that registers through
+  `perjax.method.register`, `perjax.grouping.register` or a plugin file."""
+  with contextlib.ExitStack() as stack:
+    for registry in registries or tuple(_EVERY_REGISTRY):
+      stack.enter_context(registry.temporary())
+    yield
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,8 +92,8 @@ def test_unknown_method_suggests():
     compose("lorra", "user", lambda n: {})
 
 
-def test_unsupported_granularity_and_conflicting_objectives(monkeypatch):
-  monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))  # registrations stay local
+@METHODS.temporary()  # the test's method stays in it
+def test_unsupported_granularity_and_conflicting_objectives():
   soft_prompt = METHODS.get("soft_prompt")
   register(Method(MethodInfo("only_user_prompt", Technique.EMBEDDING, (Granularity.USER,), "x",
                              "test"), personal=soft_prompt.personal,

@@ -11,7 +11,8 @@ from perjax.cli import main
 from perjax.errors import ConfigError
 from perjax.experiment.options import check_run
 from perjax.method import Method, register
-from perjax.registry import GRANULARITIES, METHODS, MethodInfo, import_plugins, load_plugins
+from perjax.registry import (MethodInfo, import_plugins, load_plugins,
+                             temporary_registrations)
 from perjax.taxonomy import Granularity, Technique
 
 PLUGIN = '''"""A prompting method defined outside the repository: recent pool items as the system
@@ -52,14 +53,12 @@ def sweep(add):
 
 
 @pytest.fixture
-def scoped_registries(monkeypatch):
+def scoped_registries():
   """Plugins registered by a test stay in it."""
   load_plugins()  # the built-in ones first, so they stay
-  for registry in (METHODS, GRANULARITIES):
-    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
-    monkeypatch.setattr(registry, "_origins", dict(registry._origins))
   before = set(sys.modules)
-  yield
+  with temporary_registrations():
+    yield
   for name in set(sys.modules) - before:
     if name.startswith(("outside_plugin", "perjax_plugin_outside")):
       del sys.modules[name]

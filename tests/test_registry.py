@@ -29,11 +29,10 @@ def test_decorator_and_call_forms_record_the_defining_module():
     r.register("g", 3, origin="elsewhere")
 
 
-def test_config_file_registering_a_method_loads_twice(tmp_path, monkeypatch):
+def test_config_file_registering_a_method_loads_twice(tmp_path):
   # A config file is executed once per sweep run; its registrations must not clash.
   from perjax.experiment import config as cfg
   registry.load_plugins()  # the built-in ones first, so they stay after the test
-  monkeypatch.setattr(registry.METHODS, "_entries", dict(registry.METHODS._entries))
   file = tmp_path / "cfg_with_method.py"
   file.write_text(
       "from perjax.experiment.config import defaults\n"
@@ -44,9 +43,11 @@ def test_config_file_registering_a_method_loads_twice(tmp_path, monkeypatch):
       "'test'), prompt=lambda e, p, c: p))\n"
       "def get_config(arg=None):\n"
       "  return defaults()\n")
-  cfg.load_module(str(file))
-  cfg.load_module(str(file))
-  assert "in_config" in registry.METHODS
+  with registry.METHODS.temporary():
+    cfg.load_module(str(file))
+    cfg.load_module(str(file))
+    assert "in_config" in registry.METHODS
+  assert "in_config" not in registry.METHODS
 
 
 def test_suggest():
@@ -81,3 +82,28 @@ def test_every_technique_has_a_method_at_every_granularity():
       methods = registry.methods_for(t, g)
       assert methods, (t, g)
       assert all(m.info.technique == t and g in m.info.granularities for m in methods)
+
+
+def test_temporary_registrations_are_undone_on_exit():
+  r = Registry("thing")
+  r.register("kept", 1, origin="plugins.a")
+  with r.temporary("brief", 2) as same:
+    assert same is r and r.get("brief") == 2
+    r.register("kept", 3, origin="plugins.a")  # a replacement inside the block is undone too
+  assert r.names() == ["kept"] and r.get("kept") == 1
+  with pytest.raises(DuplicateNameError):  # the kept entry's origin came back with it
+    r.register("kept", 4, origin="plugins.b")
+  with pytest.raises(RuntimeError), r.temporary("failing", 5):
+    raise RuntimeError("an error in the block still restores the registry")
+  assert "failing" not in r
+
+
+def test_temporary_registrations_cover_every_registry():
+  from perjax.experiment.kinds import TASK_KINDS
+  registry.load_plugins()
+  before = {r.kind: r.names() for r in (registry.METHODS, registry.DATASETS, TASK_KINDS)}
+  with registry.temporary_registrations():
+    registry.METHODS.register("scratch_method", object())
+    registry.DATASETS.register("scratch_data", object())
+    TASK_KINDS.register("scratch_kind", object())
+  assert {r.kind: r.names() for r in (registry.METHODS, registry.DATASETS, TASK_KINDS)} == before
