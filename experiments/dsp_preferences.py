@@ -22,9 +22,14 @@ In DSP a user *is* a domain, so user and persona granularity give the same 4 gro
 from perjax.experiment.config import defaults, parse_arg
 
 
+def parse(arg):
+  """The `file.py:ARG` of this experiment, parsed; an unknown key is a ConfigError."""
+  return parse_arg(arg, smoke=False, method="dpo", granularity="user",
+                   model="smollm2-135m-instruct")
+
+
 def get_config(arg=None):
-  arg = parse_arg(arg, smoke=False, method="dpo", granularity="user",
-                  model="smollm2-135m-instruct")
+  arg = parse(arg)
   c = defaults()
   c.model, c.method, c.granularity = arg.model, arg.method, arg.granularity
   c.data.name = "dsp-preferences"
@@ -65,5 +70,5 @@ def sweep(add, arg=None):
   # its rate chosen on dev: 1e-3 (0.52) over 3e-3 (0.50); neither generalizes to held-out
   # queries in 48 steps although the training loss falls to ~0.2-0.3
   add(method="reward_model", granularity="user", **{"train.lr": 1e-3})
-  if "smoke" not in (arg or ""):  # a global reward model scores symmetric preferences at chance
+  if not parse(arg).smoke:  # a global reward model scores symmetric preferences at chance
     add(method="reward_model", granularity="global")

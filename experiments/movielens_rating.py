@@ -24,57 +24,57 @@ the candidates on the dev split.
   perjax run experiments/movielens_rating.py:method=rag,granularity=user --workdir /tmp/mlr-rag
   perjax sweep experiments/movielens_rating.py:smoke --workdir /tmp/mlr-smoke
 """
+from perjax.errors import ConfigError
 from perjax.experiment.config import defaults, parse_arg
+from perjax.registry import suggest
 
+# The cells of the routes docs/results.md reports on this task ("Other users' ratings of the
+# movie plus the user's own bias" onwards): what each is, why its settings were chosen, and
+# what it scored. Settings fixed in advance unless that section says "chosen on dev".
 OWN = {"train.on": "own_history"}
-# Other users' ratings of the movie (global retrieval: BM25 on the title brings them first; 3.4
-# of the top 4 on average) and the user's own offset: a task adapter trained on the train split
-# learns to read the retrieved ratings, then each user's residual adapter, trained on their own
-# history, their bias. Its prompts (at most ~260 tokens) fit the rows uncut. Its answer is the
-# median of the label distribution, fixed in advance because the metric is MAE (the median is
-# the least expected absolute error); every row records its label_probs, so the most likely
-# label's scores come from the same runs (python -m perjax.experiment.decision_rules RUN).
+# other users' ratings of the movie by global retrieval, a task adapter, then each user's
+# residual adapter on their own history; rows of 264 tokens hold k=4 retrieved items uncut;
+# the label median because the metric is MAE
 ITEM_AND_BIAS = dict(method="rag@global+lora@global+lora", granularity="user", **OWN,
                      **{"methods.rag.k": 4, "train.task_steps": 64, "train.seq_len": 264,
                         "predict.mode": "label_median"})
-
-# The same signal as statistics (methods/peer_stats.py): how many other users rated the movie
-# and their mean, and how far the user's own past ratings run from other users' means for the
-# same movies; a task adapter trained on the train split learns to read them. Settings fixed in
-# advance (64 steps of 8, prompts of at most ~110 tokens) and checked once on dev.
+# the same signal as statistics in the prompt (methods/peer_stats.py), one task adapter; its
+# prompts (at most ~110 tokens) fit rows of 128
 PEER = dict(method="peer_stats+lora", granularity="global",
             **{"train.steps": 64, "train.batch_size": 8, "train.seq_len": 128,
                "predict.mode": "label_median"})
-
-# The same statistics plus the estimate they imply (the item's shrunk mean plus the user's bias)
-# as one number, so that the task adapter learns to read one number instead of adding two; 128
-# steps of 8. Checked once on 200 dev examples (MAE 0.635 against the user mean's 0.690) before
-# its test seeds were run.
+# the statistics plus the estimate they imply, as one number
 ESTIMATE = dict(PEER, **{"methods.peer_stats.estimate": True, "train.steps": 128})
-# The same with the learning rate decayed to 0 over the 128 steps (cosine): on test, ESTIMATE's
-# answers moved with the seed (one seed's expected ratings sat 0.3 below the gold's mean, so half
-# its answers were 3), as a constant rate of 5e-3 leaves the last few batches' pull in the
-# adapter. Chosen against ESTIMATE on dev, 2 seeds each (`dev,part=estimate`).
+# the learning rate decayed to 0 (chosen on dev against ESTIMATE: `dev,part=estimate`)
 ESTIMATE_COSINE = dict(ESTIMATE, **{"train.schedule": "cosine"})
-# The same with the estimate also rounded to whole stars in the prompt ("3.6 (rounded: 4)"): on
-# test, ESTIMATE_COSINE read the estimate with a slope of ~0.5 where the training split's gold
-# has 0.81, so it carried the training users' level over and almost never answered 5; a whole
-# number can be copied. Chosen against ESTIMATE_COSINE on dev, 2 seeds each (`dev,part=rounded`).
+# variants of ESTIMATE_COSINE, each checked on dev only: the estimate also rounded in the prompt,
+# twice the steps, the adapter on every projection
 ESTIMATE_ROUNDED = dict(ESTIMATE_COSINE, **{"methods.peer_stats.round_estimate": True})
-# ESTIMATE_COSINE with twice the steps (256 of 8, cosine): its slope on the estimate (0.42-0.57)
-# is below the training split's own (0.81), so the adapter is taken to be under-trained. Checked
-# on dev (`dev,part=longer`) before any test run.
 ESTIMATE_LONGER = dict(ESTIMATE_COSINE, **{"train.steps": 256})
-# ESTIMATE_COSINE with the adapter on every projection (q, k, v, o, gate, up, down) instead of q
-# and v: twice the steps did not steepen the slope, so the adapter's reach may be what limits
-# it. Checked on dev (`dev,part=all-projections`) before any test run.
 ESTIMATE_ALL_PROJECTIONS = dict(ESTIMATE_COSINE,
                                 **{"methods.lora.targets": "q,k,v,o,gate,up,down"})
 
+# `part=NAME`: one route's cell beside the zero_shot baseline (oppu: the main sweep's
+# seed-dependent cells), instead of the whole sweep
+PARTS = {"bias": ITEM_AND_BIAS, "peer": PEER, "estimate": ESTIMATE,
+         "estimate-cosine": ESTIMATE_COSINE, "rounded": ESTIMATE_ROUNDED,
+         "longer": ESTIMATE_LONGER, "all-projections": ESTIMATE_ALL_PROJECTIONS, "oppu": None}
+# the parts run on dev without the baseline (its dev score was already known)
+DEV_WITHOUT_BASELINE = ("rounded", "longer", "all-projections")
+BASELINE = dict(method="zero_shot", granularity="global", seeds=1)
 
-def get_config(arg=None):
+
+def parse(arg):
+  """The `file.py:ARG` of this experiment, parsed; an unknown key or part is a ConfigError."""
   arg = parse_arg(arg, smoke=False, dev=False, part="", method="zero_shot",
                   granularity="user", model="smollm2-135m-instruct")
+  if arg.part and arg.part not in PARTS:
+    raise ConfigError(f"unknown part {arg.part!r}{suggest(arg.part, PARTS)}")
+  return arg
+
+
+def get_config(arg=None):
+  arg = parse(arg)
   c = defaults()
   c.model, c.method, c.granularity = arg.model, arg.method, arg.granularity
   c.data.name = "movielens-rating"
@@ -106,35 +106,22 @@ def get_config(arg=None):
 
 
 def sweep(add, arg=None):
-  if "part=oppu" in (arg or ""):  # the seed-dependent cells of the main sweep, with 3 seeds
-    add(method="zero_shot", granularity="global", seeds=1)
+  arg = parse(arg)
+  if arg.part == "oppu":  # the seed-dependent cells of the main sweep, with 3 seeds
+    add(**BASELINE)
     add(method="rag", granularity="persona")
     add(method="rag+lora@global+lora", granularity="user", **OWN)  # OPPU
     return
-  for part, cell in (("rounded", ESTIMATE_ROUNDED), ("longer", ESTIMATE_LONGER),
-                     ("all-projections", ESTIMATE_ALL_PROJECTIONS)):
-    if f"part={part}" in (arg or ""):  # one more variant of the estimate cell, beside the baseline
-      if "dev" not in arg:
-        add(method="zero_shot", granularity="global", seeds=1)
-      add(**cell)
-      return
-  if "part=estimate" in (arg or ""):  # the statistics with their estimate, beside the baseline
-    if "dev" in arg:  # the learning rate schedule, on dev
-      add(**ESTIMATE)
-      add(**ESTIMATE_COSINE)
-      return
-    add(method="zero_shot", granularity="global", seeds=1)
-    add(**(ESTIMATE_COSINE if "part=estimate-cosine" in arg else ESTIMATE))
+  if arg.dev and arg.part in ("estimate", "estimate-cosine"):  # the schedule, chosen on dev
+    add(**ESTIMATE)
+    add(**ESTIMATE_COSINE)
     return
-  if "part=peer" in (arg or ""):  # the statistics route beside the baseline alone
-    add(method="zero_shot", granularity="global", seeds=1)
-    add(**PEER)
+  if arg.part:
+    if not (arg.dev and arg.part in DEV_WITHOUT_BASELINE):
+      add(**BASELINE)
+    add(**PARTS[arg.part])
     return
-  if "part=bias" in (arg or ""):  # the item-ratings-plus-bias route beside the baseline alone
-    add(method="zero_shot", granularity="global", seeds=1)
-    add(**ITEM_AND_BIAS)
-    return
-  if "dev" in (arg or ""):  # the settings chosen on dev: answer mode and retrieval depth
+  if arg.dev:  # the settings chosen on dev: answer mode and retrieval depth
     for mode in ("generate", "label_likelihood"):
       add(method="zero_shot", granularity="global", **{"predict.mode": mode})
       add(method="rag", granularity="user", **{"predict.mode": mode})
@@ -142,7 +129,7 @@ def sweep(add, arg=None):
       add(method="rag", granularity="global", **{"methods.rag.k": k})
     return
   # zero_shot and BM25 retrieval use no randomness: one seed gives every seed's answers
-  add(method="zero_shot", granularity="global", seeds=1)
+  add(**BASELINE)
   add(method="rag", granularity="user", seeds=1)
   # k-means personas follow the seed; one seed here, to fit the 2-core budget
   add(method="rag", granularity="persona", seeds=1)
