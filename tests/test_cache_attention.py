@@ -41,7 +41,7 @@ def _inputs(B, T, H, KV, D, S, mask_kind, seed=0):
 ])
 def test_kernel_matches_xla_attention_to_rounding(B, T, H, KV, D, S, mask_kind):
   q, k, v, mask = _inputs(B, T, H, KV, D, S, mask_kind)
-  want = np.asarray(jax.jit(lambda *a: llama._gqa_attention(*a, KV))(q, k, v, mask), np.float32)
+  want = np.asarray(jax.jit(lambda *a: llama.gqa_attention(*a, KV))(q, k, v, mask), np.float32)
   got = np.asarray(jax.jit(cache_attention.cache_attention)(q, k, v, mask), np.float32)
   # the same bfloat16 value, or the neighbouring one
   np.testing.assert_allclose(got, want, rtol=BF16_STEP, atol=BF16_STEP * np.abs(want).max())

@@ -5,6 +5,7 @@ from the optimised HLO that XLA dumps for the same program.
 
   JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/op_profile.py train      # the training bench's step
   JAX_PLATFORMS=cpu .venv/bin/python experiments/bench/op_profile.py generate   # batch-16 generation
+  ... op_profile.py train --tiny   # tiny-llama at toy sizes: the smoke test
 
 Op times overlap where XLA runs two ops at once on the two cores, so their sum can exceed the
 call's wall time; the shares are what to compare. Tracing also slows ops that overlap (the
@@ -32,16 +33,20 @@ apply_command_defaults()  # the `perjax` command's XLA flags, under which the fi
 import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
+# a program read from the persistent compilation cache is not compiled, so not dumped
+jax.config.update("jax_enable_compilation_cache", False)
 
-def training_call():
+
+def training_call(tiny: bool):
   """The training bench's step (4 users x 4 rows x 128 tokens, rank-8 LoRA on q and v,
   bfloat16, layers unrolled) as a function of no arguments."""
   from perjax.bench.lora_training import lora_training, random_ids, token_rows
   from perjax.training.objectives import lm_loss
   from perjax.training.step import make_train_step
-  users, batch, seq = 4, 4, 128
+  users, batch, seq = (2, 2, 16) if tiny else (4, 4, 128)
   model, graphdef, state, personal_tx, base_tx = lora_training(
-      "smollm2-135m-instruct", users, 8, dtype="bfloat16", unroll_layers=True)
+      "tiny-llama" if tiny else "smollm2-135m-instruct", users, 8, dtype="bfloat16",
+      unroll_layers=True)
   step = make_train_step(graphdef, personal_tx, base_tx, lm_loss, users)
   ids = random_ids(np.random.default_rng(0), (1, users * batch, seq), model.config.vocab_size)
   data = token_rows(ids, np.repeat(np.arange(users, dtype=np.int32), batch)[None])
@@ -53,15 +58,17 @@ def training_call():
   return call
 
 
-def generation_call():
+def generation_call(tiny: bool):
   """The generation bench's call: 16 prompts of 128 tokens, 32 new tokens, bfloat16."""
+  from perjax.bench.lora_training import random_ids
   from perjax.generation import Generator, SamplingConfig
   from perjax.models import load
-  model, tokenizer = load("smollm2-135m-instruct", dtype="bfloat16", param_dtype="bfloat16",
-                          progress=False)
+  model, tokenizer = load("tiny-llama" if tiny else "smollm2-135m-instruct", dtype="bfloat16",
+                          param_dtype="bfloat16", progress=False)
   generator = Generator(model, tokenizer, stop_at_eos=False)
-  prompts = np.random.default_rng(0).integers(100, 40000, (16, 128)).tolist()
-  sampling = SamplingConfig(max_new_tokens=32)
+  prompts = random_ids(np.random.default_rng(0), (4, 8) if tiny else (16, 128),
+                       model.config.vocab_size).tolist()
+  sampling = SamplingConfig(max_new_tokens=4 if tiny else 32)
   return lambda: generator.generate_ids(prompts, sampling=sampling)
 
 
@@ -127,10 +134,11 @@ def report(wall: float, times: dict[str, list], ops: dict[str, tuple[str, bool]]
 
 
 def main():
-  what = sys.argv[1] if len(sys.argv) > 1 else "train"
+  args = [a for a in sys.argv[1:] if a != "--tiny"]
+  what, tiny = (args or ["train"])[0], "--tiny" in sys.argv[1:]
   if what not in ("train", "generate"):
     sys.exit(f"op_profile: unknown bench {what!r} (train or generate)")
-  call = training_call() if what == "train" else generation_call()
+  call = training_call(tiny) if what == "train" else generation_call(tiny)
   trace_dir = tempfile.mkdtemp(prefix="perjax-trace-")
   wall = traced_call(call, trace_dir)
   report(wall, op_times(trace_dir), hlo_ops())

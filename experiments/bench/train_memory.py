@@ -3,6 +3,7 @@
     JAX_PLATFORMS=cpu PYTHONPATH=. python experiments/bench/train_memory.py [--users 4 --batch 4 --seq 512]
     JAX_PLATFORMS=cpu PYTHONPATH=. python experiments/bench/train_memory.py --users 16 --batch 16 \
         --seq 256 --chunk 8192 --dtype bfloat16 --unroll-layers     # gpu_checks.sh's step
+    ... train_memory.py --tiny --users 2 --batch 1 --seq 16 --chunk 8   # tiny-llama: the smoke test
 
 SmolLM2-135M's architecture with random weights (nothing is run, only compiled), the bench's
 setting (rank-8 LoRA on q and v per user, AdamW). Prints XLA's memory analysis of each program:
@@ -33,10 +34,13 @@ def main():
   ap.add_argument("--chunk", type=int, default=1024)
   ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   ap.add_argument("--unroll-layers", action="store_true")
+  ap.add_argument("--tiny", action="store_true", help="tiny-llama instead of SmolLM2-135M")
   args = ap.parse_args()
-  model, _ = load("smollm2-135m-instruct", personal=lora_builder(args.users, 8), progress=False,
-                  random_weights=True, dtype=args.dtype, param_dtype=args.dtype,
-                  unroll_layers=args.unroll_layers)
+  # tiny-llama is built with random weights already; a known shape is given them
+  shape = dict(name="tiny-llama") if args.tiny else dict(name="smollm2-135m-instruct",
+                                                         random_weights=True)
+  model, _ = load(**shape, personal=lora_builder(args.users, 8), progress=False,
+                  dtype=args.dtype, param_dtype=args.dtype, unroll_layers=args.unroll_layers)
   rows = args.users * args.batch
   ids = np.zeros((1, rows, args.seq), np.int32)
   batch = {"input_ids": ids, "loss_mask": np.ones_like(ids), "attention_mask": np.ones_like(ids),

@@ -25,7 +25,7 @@ import statistics
 
 from perjax.data import load_dataset
 from perjax.data.files import data_root
-from perjax.data.movielens import _describe, _movies, round_rating
+from perjax.data.movielens import describe_movie, read_movies, round_rating
 from perjax.data.own_history import own_history_pairs
 from perjax.experiment.runner import subsample
 from perjax.stats import paired_bootstrap
@@ -53,10 +53,10 @@ def task_pool(task):
 def full_pool():
   """movie -> [(user, rating, time)] from all of ratings.csv."""
   root = data_root(None) / "movielens"
-  movies, by_movie = _movies(root), collections.defaultdict(list)
+  movies, by_movie = read_movies(root), collections.defaultdict(list)
   with open(root / "ratings.csv") as f:
     for uid, mid, stars, ts in list(csv.reader(f))[1:]:
-      by_movie[_describe(movies, mid, root)].append((f"ml{uid}", round_rating(float(stars)),
+      by_movie[describe_movie(movies, mid, root)].append((f"ml{uid}", round_rating(float(stars)),
                                                      float(ts)))
   return by_movie
 

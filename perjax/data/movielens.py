@@ -16,12 +16,15 @@ from perjax.errors import ConfigError, DataError
 RATING_LABELS = ("1", "2", "3", "4", "5")
 
 
-def _movies(root) -> dict[str, tuple[str, str]]:
+def read_movies(root) -> dict[str, tuple[str, str]]:
+  """movie id -> (title, genres joined by ", ") from `root`/movies.csv."""
   rows = read_csv(root / "movies.csv", header=False, columns=3)
   return {mid: (title, genres.replace("|", ", ")) for mid, title, genres in rows}
 
 
-def _describe(movies, mid, path) -> str:
+def describe_movie(movies, mid, path) -> str:
+  """The text a movie stands for in prompts and profiles: "Title (Year) (Genre, Genre)";
+  `path` names the file that mentioned `mid`, for the error."""
   if mid not in movies:
     raise DataError(f"{path}: movie {mid} is not in movies.csv")
   title, genres = movies[mid]
@@ -48,7 +51,7 @@ def movielens_tagging(data_dir=None, split="user", seed=0, n_tags=20, min_histor
   if profile_tags not in ("vocab", "all"):
     raise ConfigError(f"profile_tags must be 'vocab' or 'all', got {profile_tags!r}")
   root = data_root(data_dir) / "movielens"
-  movies = _movies(root)
+  movies = read_movies(root)
   path = root / "tags.csv"
   rows = read_csv(path, header=True, columns=4)
   counts = collections.Counter(r["tag"].strip().lower() for r in rows)
@@ -69,7 +72,7 @@ def movielens_tagging(data_dir=None, split="user", seed=0, n_tags=20, min_histor
       t = float(r["timestamp"])
     except ValueError:
       raise DataError(f"{path}: row {i + 2}: bad timestamp {r['timestamp']!r}") from None
-    movie = _describe(movies, mid, path)
+    movie = describe_movie(movies, mid, path)
     item = ProfileItem(f"{uid}-{mid}-{i}", {"movie": movie, "tag": tag}, t)
     is_example = chosen.get((uid, mid)) == tag
     if is_example:
@@ -100,7 +103,7 @@ def movielens_rating(data_dir=None, split="user", seed=0, max_users=200,
   users' ratings of the same movie reach an example through a global pool (perjax.pools), which
   holds every user's profile items, training users' included."""
   root = data_root(data_dir) / "movielens"
-  movies = _movies(root)
+  movies = read_movies(root)
   path = root / "ratings.csv"
   rows = read_csv(path, header=False, columns=4)
   by_user = collections.defaultdict(list)
@@ -115,7 +118,7 @@ def movielens_rating(data_dir=None, split="user", seed=0, max_users=200,
   records = []
   for uid in users:
     for t, mid, stars, i in sorted(by_user[uid])[-max_ratings_per_user:]:
-      movie = _describe(movies, mid, path)
+      movie = describe_movie(movies, mid, path)
       label = str(round_rating(stars))
       item = ProfileItem(f"{uid}-{mid}", {"movie": movie, "rating": label}, t)
       records.append(Record(id=f"ml-rate-{uid}-{mid}-{i}", user_id=f"ml{uid}", input=movie,

@@ -1,7 +1,7 @@
 // Grouped-query attention at inference, over a KV cache or a prefill's own keys:
 // out[b, t, h] = softmax(q[b, t, h] . k[b, h/G]^T / sqrt(D), mask[b, t]) . v[b, h/G], in
 // bfloat16 with float32 scores, softmax and sums, the probabilities rounded to bfloat16 before
-// the value product, as perjax's XLA attention does (`llama._gqa_attention`).
+// the value product, as perjax's XLA attention does (`llama.gqa_attention`).
 //
 // Why: XLA runs the two products as many small batched products with separate softmax,
 // transpose and mask passes (at one query per sequence ~0.15 ms a layer for 16 rows on 2 cores,

@@ -4,7 +4,7 @@ or a prefill over its own keys.
 The kernel reads each sequence's keys and values from cache-resident blocks on every core and
 skips blocks no query attends, where XLA runs many small batched products and separate softmax
 and transpose passes. It sums in another order than XLA, so its output agrees with
-`llama._gqa_attention` to bfloat16 rounding, not bit for bit. It has no gradient: training
+`llama.gqa_attention` to bfloat16 rounding, not bit for bit. It has no gradient: training
 never calls it.
 """
 import jax

@@ -79,7 +79,9 @@ class LlamaConfig:
     return bool(self.sliding_layers) and self.sliding_layers[i]
 
 
-def _rms_norm(x, weight, eps, offset=0.0):
+def rms_norm(x, weight, eps, offset=0.0):
+  """Root-mean-square normalisation of the last axis, in float32, scaled by `offset + weight`
+  (Gemma stores its weights less 1: offset 1)."""
   x32 = x.astype(jnp.float32)
   x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
   return (x32 * (offset + weight.astype(jnp.float32))).astype(x.dtype)
@@ -370,7 +372,7 @@ class Llama(nnx.Module):
     new_cache = None if cache is None else {
         "k": new_kv[0], "v": new_kv[1], "valid": kv_valid if not fresh else
         jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
-    x = _rms_norm(x, readable(self.final_norm[...]), c.rms_norm_eps, c.norm_offset)
+    x = rms_norm(x, readable(self.final_norm[...]), c.rms_norm_eps, c.norm_offset)
     for name, m in acting("final"):
       x = m.final(x, rows["global"][name])
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
@@ -431,14 +433,14 @@ class Llama(nnx.Module):
     c = self.config
     B, T, _ = h.shape
     attn_mask, cos, sin = attend
-    x = _rms_norm(h, p["attn_norm"], c.rms_norm_eps, c.norm_offset)
+    x = rms_norm(h, p["attn_norm"], c.rms_norm_eps, c.norm_offset)
     q, k, v = self._projs(x, p, ("q", "k", "v"), rows_l, acting)
     q = q.reshape(B, T, c.num_heads, c.head_dim)
     k = k.reshape(B, T, c.num_kv_heads, c.head_dim)
     v = v.reshape(B, T, c.num_kv_heads, c.head_dim)
     if c.qk_norm:
-      q = _rms_norm(q, p["q_norm"], c.rms_norm_eps, c.norm_offset)
-      k = _rms_norm(k, p["k_norm"], c.rms_norm_eps, c.norm_offset)
+      q = rms_norm(q, p["q_norm"], c.rms_norm_eps, c.norm_offset)
+      k = rms_norm(k, p["k_norm"], c.rms_norm_eps, c.norm_offset)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     scale = c.query_scale  # None: head_dim ** -0.5
     if lengths is not None:  # no cache: the library kernel takes [B, T, heads, D] as they are
@@ -458,18 +460,18 @@ class Llama(nnx.Module):
     if kv is not None and plain and cache_attention.applies(q, k):  # inference: the CPU kernel
       attn = cache_attention.cache_attention(q, k, v, attn_mask)
     else:
-      attn = _gqa_attention(q, k, v, attn_mask, c.num_kv_heads, scale, c.attn_softcap)
+      attn = gqa_attention(q, k, v, attn_mask, c.num_kv_heads, scale, c.attn_softcap)
     return self._layer_rest(h, attn, p, rows_l, acting), out_kv
 
   def _layer_rest(self, h, attn, p, rows_l, acting):
     """The layer after attention `[B, T, H, D]`: output projection, MLP, residual hooks."""
     c = self.config
     B, T, _ = h.shape
-    post_norm = lambda y, name: _rms_norm(y, p[name], c.rms_norm_eps, c.norm_offset) \
+    post_norm = lambda y, name: rms_norm(y, p[name], c.rms_norm_eps, c.norm_offset) \
         if c.sandwich_norms else y
     h = h + post_norm(self._proj(attn.reshape(B, T, -1), p, "o", rows_l, acting),
                       "post_attn_norm")
-    x = _rms_norm(h, p["mlp_norm"], c.rms_norm_eps, c.norm_offset)
+    x = rms_norm(h, p["mlp_norm"], c.rms_norm_eps, c.norm_offset)
     gate, up = self._projs(x, p, ("gate", "up"), rows_l, acting)
     # in float32, rounded once: as fast as one bfloat16 op, and two bfloat16 roundings took
     # twice as long on CPU (the prefill's 30 layers: 0.12 s against 0.06 s)
@@ -557,7 +559,7 @@ def _einsum_bwd(spec, residuals, grad):
 _einsum_f32.defvjp(_einsum_fwd, _einsum_bwd)
 
 
-def _gqa_attention(q, k, v, mask, num_kv_heads, scale=None, softcap=None):
+def gqa_attention(q, k, v, mask, num_kv_heads, scale=None, softcap=None):
   """Grouped-query attention: q [B,T,H,D], k/v [B,KV,S,D], mask [B,T,S] -> [B,T,H,D]. Scores
   are scaled by `scale` (default D ** -0.5) and soft-capped at `softcap` if given."""
   B, T, H, D = q.shape
