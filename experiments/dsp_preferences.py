@@ -46,10 +46,9 @@ def get_config(arg=None):
   if arg.smoke:  # a CPU: 60 queries (48 train / 6 test), 48 test pairs, 48 steps of 4 pairs
     c.data.params.update(max_queries=60)
     c.data.max_train, c.data.max_test = 0, 48
-    # Chosen on dev with SmolLM2 (docs/results.md). Per-group adapters: 48 steps at 3e-3 reach
-    # dev accuracy 0.71 (16 steps at 1e-3: 0.54). One global adapter: at 3e-3 its batch loss
-    # drifts up to 1.0-1.7 (dev 0.44), at 1e-3 it stays nearer log 2 (dev 0.50), so the sweep
-    # trains dpo@global at 1e-3. The first 128 tokens of prompt and response carry the style.
+    # Chosen on dev with SmolLM2 (docs/results.md, "DSP preferences"): 48 steps at 3e-3 for
+    # per-group adapters; the sweep trains dpo@global at 1e-3, where its loss drifts less. The
+    # first 128 tokens of prompt and response carry the style.
     c.train.update(steps=48, batch_size=4, seq_len=128, lr=3e-3, checkpoint_every=16)
     c.methods.dpo.rank = c.methods.psoups.rank = c.methods.reward_model.rank = 4
     c.eval.max_new_tokens = 32
@@ -61,14 +60,13 @@ def sweep(add, arg=None):
   # one adapter for conflicting preferences, at its own stable learning rate (see smoke)
   add(method="dpo", granularity="global", **{"train.lr": 1e-3})
   add(method="dpo", granularity="user")  # P-DPO: one adapter per domain
-  # P-DPO with P-RLHF's user model (a user embedding): at 3e-3 its batch loss reached 3-13, so
-  # its rate was chosen on dev among 1e-3 (0.56) and 3e-4 (0.58), both stable
+  # P-DPO with P-RLHF's user model (a user embedding): diverged at 3e-3; rate chosen on dev
+  # (docs/results.md)
   add(method="pdpo", granularity="user", **{"train.lr": 3e-4})
   # with its default weights (each user's own domain, one-hot) the soup is dpo@user exactly, so
   # one seed checks that; mixed weights are a user's choice (methods.psoups.weights)
   add(method="psoups", granularity="user", seeds=1)
-  # its rate chosen on dev: 1e-3 (0.52) over 3e-3 (0.50); neither generalizes to held-out
-  # queries in 48 steps although the training loss falls to ~0.2-0.3
+  # its rate chosen on dev (docs/results.md)
   add(method="reward_model", granularity="user", **{"train.lr": 1e-3})
   if not parse(arg).smoke:  # a global reward model scores symmetric preferences at chance
     add(method="reward_model", granularity="global")
