@@ -4,7 +4,7 @@ import json
 
 from experiment_tiny import SPEC, cli_overrides, quickstart_sweep
 from perjax.cli import main
-from perjax.experiment import train as train_module
+from perjax.training import loop as train_module
 
 
 def _dies_after(n_steps, real):

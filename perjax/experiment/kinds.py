@@ -1,5 +1,5 @@
 """Task kinds: how a kind of task is encoded for training, batched and evaluated. One training
-loop (`train.train`) serves every kind; the runner picks the kind of its task.
+loop (`perjax.training.loop.train`) serves every kind; the runner picks the kind of its task.
 
   views(examples)                   the examples as prompted examples (what grouping and the
                                     prompting methods see)

@@ -20,15 +20,17 @@ from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import distributed_run, kinds, protocol, tracking
+from perjax import tracking
+from perjax.experiment import distributed_run, kinds, protocol
 from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
 from perjax.experiment.example_inputs import example_inputs
 from perjax.experiment.options import check_run, granularity_options, method_options
 from perjax.experiment.prompt_stage import PromptStage
 from perjax.experiment.prompt_stage import model_key as prompt_stage_model_key
-from perjax.experiment.settings import EvalSettings, TrainSettings
-from perjax.experiment.train import train
+from perjax.experiment.settings import EvalSettings
+from perjax.training.settings import TrainSettings
+from perjax.training.loop import train
 from perjax.experiment.validate import check_settings
 from perjax.experiment.workdir import (WorkdirLock, check_writable, claim,
                                        finished_metrics)
