@@ -6,6 +6,7 @@ bundles the splits with what is needed to score them (metric names, label set).
 """
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 
@@ -83,6 +84,9 @@ class Task:
   # how a profile item reads in a prompt (None: its fields, "name: value, ...")
   query: "Callable[[PersonalizedExample], str] | None" = None
   item_text: "Callable[[ProfileItem], str] | None" = None
+  # the task's own files from a finished run's prediction records, in a workdir (LaMP's
+  # outputs format, which its official evaluation reads); None: none
+  write_outputs: "Callable[[Path, list[dict]], None] | None" = None
 
   @property
   def primary_metric(self) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from perjax import stats
 from perjax.baselines import baseline_predictions
-from perjax.experiment.runner import subsample
+from perjax.experiment.phases import subsample
 from perjax.data import load_dataset
 
 
