@@ -33,7 +33,7 @@ OWN = {"train.on": "own_history"}
 # history, their bias. Its prompts (at most ~260 tokens) fit the rows uncut. Its answer is the
 # median of the label distribution, fixed in advance because the metric is MAE (the median is
 # the least expected absolute error); every row records its label_probs, so the most likely
-# label's scores come from the same runs (python -m perjax.experiment.decision_rules RUN).
+# label's scores come from the same runs (python -m perjax.reporting.decision_rules RUN).
 ITEM_AND_BIAS = dict(method="rag@global+lora@global+lora", granularity="user", **OWN,
                      **{"methods.rag.k": 4, "train.task_steps": 64, "train.seq_len": 264,
                         "predict.mode": "label_median"})

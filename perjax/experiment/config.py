@@ -62,7 +62,8 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # logged either way; fewer fetches keep the device busy)
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, weight_decay=0.0, grad_clip=0.0, checkpoint_every=50,
-                            log_every=10, on="train_split", task_steps=0, schedule="constant", warmup=0))
+                            log_every=10, on="train_split", task_steps=0, schedule="constant",
+                            warmup=0))
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
   # num_beams: beam search for generated answers (1: greedy)
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0,
