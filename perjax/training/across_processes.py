@@ -21,6 +21,7 @@ class AcrossProcesses:
     """`devices`: those of the data-parallel mesh without a spec (default: every device)."""
     mesh = (sharding.make_mesh(mesh_spec, jax.devices()) if mesh_spec
             else sharding.make_mesh(groups=1, devices=devices))
+    self.mesh = mesh
     self.in_shardings, self.out_shardings = sharding.step_shardings(state, example_batch, mesh)
 
   def step_kwargs(self) -> dict:
