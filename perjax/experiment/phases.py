@@ -29,6 +29,7 @@ from perjax.experiment.prompt_stage import model_key as prompt_stage_model_key
 from perjax.experiment.settings import EvalSettings
 from perjax.generation import Generator
 from perjax.grouping import GroupingContext
+from perjax.per_example import PerExample
 from perjax.pools import Pools
 from perjax.prompting import Prompt, PromptContext
 from perjax.registry import GRANULARITIES
@@ -79,7 +80,7 @@ class RunModel:
 class EvalInputs:
   prompts: list[Prompt]
   group_ids: np.ndarray
-  per_example: dict  # {level: [N] ids, input key: [N, ...]} (example_inputs)
+  per_example: PerExample  # ids at other levels, modules' inputs
   before: object  # what the task kind measured before training (kinds.*.before_training)
 
 
@@ -191,7 +192,7 @@ def fit(config, recipe, data: RunData, grouping: Grouping, run: RunModel,
     model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
                   stage_settings(config, stage), workdir / stage.folder,
                   trainable=stage.trainable,
-                  level_ids=per_example_inputs(config, recipe, grouping, views, "train"),
+                  per_example=per_example_inputs(config, recipe, grouping, views, "train"),
                   train_base=recipe.train_base)
   model = recipe.finish_training(model, groups.names)  # e.g. adapters merged per user
   run.generator.refresh(model)
@@ -220,11 +221,12 @@ def stage_settings(config, stage) -> TrainSettings:
   return settings
 
 
-def per_example_inputs(config, recipe, grouping: Grouping, views, split: str) -> dict:
-  """Per example: its groups at other levels, and its modules' inputs (they travel together)."""
-  return {**{level: g.group_ids(views) for level, g in grouping.levels.items()},
-          **example_inputs(recipe, grouping.pools, views, split, config,
-                           lambda: encoder(config.encoder))}
+def per_example_inputs(config, recipe, grouping: Grouping, views, split: str) -> PerExample:
+  """Per example: its groups at other levels, and its modules' inputs."""
+  return PerExample(
+      level_ids={level: g.group_ids(views) for level, g in grouping.levels.items()},
+      inputs=example_inputs(recipe, grouping.pools, views, split, config,
+                            lambda: encoder(config.encoder)))
 
 
 def fill_labels(text: str, labels) -> str:

@@ -4,9 +4,9 @@
 Without a mesh spec, data parallel: every device of every process (or the devices given) on
 `data` (`sharding.make_mesh(groups=1)`), so the state (personal tables, optimizer state, base
 weights) is replicated. With one (`"data=2,fsdp=4"`), the base and its optimizer state are
-sharded by `sharding.state_shardings`. Either way each batch's rows are split over the processes in order:
-process i supplies the i-th contiguous block of rows (`distributed.from_process_slices`, that is
-`jax.make_array_from_process_local_data`). Every process computes the same batch indices, so
+sharded by `sharding.state_shardings`. Either way each batch's rows are split over the
+processes in order: process i supplies the i-th contiguous block of rows
+(`distributed.from_process_slices`, that is `jax.make_array_from_process_local_data`). Every process computes the same batch indices, so
 no data is exchanged; XLA sums the gradients over the devices inside the step.
 """
 import jax

@@ -19,7 +19,7 @@ from perjax import checkpoint
 from perjax.errors import ConfigError, TrainingDiverged
 from perjax import tracking
 from perjax.training.settings import TrainSettings
-from perjax.models.personal import per_example_array
+from perjax.per_example import PerExample
 from perjax.training import optim
 from perjax.training.across_processes import AcrossProcesses
 from perjax.training.placement import placement
@@ -38,25 +38,25 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 
 def train(model, rows, group_ids, make_batch, objective, num_groups: int,
-          settings: TrainSettings, workdir, *, trainable=None, level_ids=None,
-          train_base: bool = False):
+          settings: TrainSettings, workdir, *, trainable=None,
+          per_example: PerExample | None = None, train_base: bool = False):
   """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
   example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
   `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
   the trained model. `trainable` names the personal modules to train (None: all);
-  `level_ids` {level: [N] ids} are the examples' groups at the levels other modules sit at;
-  `train_base` trains the base weights too (full fine-tuning)."""
+  `per_example`: the examples' groups at the levels other modules sit at, and their modules'
+  inputs; `train_base` trains the base weights too (full fine-tuning)."""
   if not len(rows):
     raise ConfigError("this method trains personal parameters, but it has no training examples")
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
+  model_inputs = per_example.for_model() if per_example else {}
 
   def batch_at(s):
     idx = step_examples(len(rows), s, per_step, settings.seed)
     batch = make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
                        pad, settings.accum)
-    if level_ids:
-      batch["level_ids"] = {level: _micro(per_example_array(ids)[idx], settings.accum)
-                            for level, ids in level_ids.items()}
+    if model_inputs:
+      batch["level_ids"] = {k: _micro(v[idx], settings.accum) for k, v in model_inputs.items()}
     return batch
 
   return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable,
