@@ -63,7 +63,8 @@ class Supervised:
                per_example=None):
     del state
     outputs, preds, scores = predict.predict_with_scores(
-        generator, codec, prompts, group_ids, task.labels, settings, _model_inputs(per_example))
+        generator, codec, prompts, group_ids, task.labels, settings, _model_inputs(per_example),
+        task.label_sets)
     metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "output": o, "prediction": p, "target": e.target}
