@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def slow_steps(seconds: float) -> None:
-  from perjax.experiment import train
+  from perjax.training import loop as train
   real = train.make_train_step
 
   def make(*args, **kwargs):

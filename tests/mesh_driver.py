@@ -1,7 +1,8 @@
 """Run by test_mesh in a fresh process with 8 fake CPU devices (XLA_FLAGS precedes jax).
 
 `bench`: bench train's loss and bytes on several meshes, for a tiny Llama whose sizes divide 8
-and 2 (so every base leaf splits); `run ARGS...`: `perjax run ARGS` (its exit code)."""
+and 2 (so every base leaf splits); `run ARGS...`: `perjax run ARGS` (its exit code), with a
+line "step on N devices" for each training loop."""
 import functools
 import json
 import sys
@@ -44,8 +45,22 @@ def main():
   if sys.argv[1] == "bench":
     bench(sys.argv[2:])
   else:
+    say_placement()
     from perjax.cli import main as cli
     sys.exit(cli(sys.argv[2:]))
+
+
+def say_placement():
+  """Each training loop's device count on stderr, as the loop's placement chose it."""
+  from perjax.training import loop
+  real = loop.placement
+
+  def placed(*args, **kwargs):
+    spread = real(*args, **kwargs)
+    n = 1 if spread is None else spread.mesh.devices.size
+    print(f"step on {n} devices", file=sys.stderr)
+    return spread
+  loop.placement = placed
 
 
 if __name__ == "__main__":

@@ -329,8 +329,8 @@ def test_psoups_run_merges_after_training_and_one_hot_users_score_as_dpo(tmp_pat
 def test_full_ft_resumes_its_trained_base_from_a_checkpoint(tmp_path):
   """An interrupted full fine-tuning run (base weights and their optimizer state in the
   checkpoint) continues exactly as an uninterrupted one."""
-  from perjax.experiment.settings import TrainSettings
-  from perjax.experiment.train import train
+  from perjax.training.settings import TrainSettings
+  from perjax.training.loop import train
   rows = [(ids.tolist(), [0, 0, 0] + [1] * 4) for ids in np.concatenate([IDS, IDS[:, ::-1]])]
   recipe = compose("full_ft", "global", options)
   settings = lambda steps: TrainSettings(steps=steps, batch_size=2, seq_len=7, lr=1e-2,

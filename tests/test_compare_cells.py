@@ -1,10 +1,10 @@
-"""perjax.experiment.compare: two cells of a sweep on the same examples."""
+"""perjax.reporting.compare: two cells of a sweep on the same examples."""
 import json
 
 import pytest
 
 from perjax.errors import DataError
-from perjax.experiment.compare import compare, main
+from perjax.reporting.compare import compare, main
 
 
 def write_run(folder, predictions, golds):

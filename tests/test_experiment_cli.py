@@ -4,7 +4,7 @@ import json
 
 from experiment_tiny import SPEC, cli_overrides, quickstart_sweep
 from perjax.cli import main
-from perjax.experiment import train as train_module
+from perjax.training import loop as train_module
 
 
 def _dies_after(n_steps, real):
@@ -27,6 +27,8 @@ def test_run_is_deterministic_resumes_and_skips(tmp_path, monkeypatch, capsys):
   assert main(["run", SPEC, "--workdir", a, *args]) == 0
   config = json.loads((tmp_path / "a" / "config.json").read_text())
   assert config["method"] == "lora" and config["train"]["steps"] == 4
+  # the LaMP outputs file is written by LaMP tasks only (Task.write_outputs), not the synthetic
+  assert not (tmp_path / "a" / "predictions.lamp.json").exists()
 
   # b: killed after 3 steps (checkpoint at step 2), then rerun: resumes, ends bit-identical to a
   real = train_module.make_train_step

@@ -16,7 +16,7 @@ import pytest
 
 from experiment_tiny import QUICKSTART, SPEC, cli_overrides
 from perjax.cli import main
-from perjax.experiment import train as train_module
+from perjax.training import loop as train_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = str(Path(__file__).with_name("fault_driver.py"))

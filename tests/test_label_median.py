@@ -47,7 +47,7 @@ def test_label_median_needs_numeric_labels():
 
 
 def test_decision_rules_rescore_a_recorded_run(tmp_path):
-  from perjax.experiment.decision_rules import main, rule_metrics
+  from perjax.reporting.decision_rules import main, rule_metrics
   # targets 4 and 2; distributions whose mode and median differ on the first row
   records = [
       {"id": "a", "target": "4", "label_probs": {"1": 0, "2": 0, "3": .25, "4": .3, "5": .45}},
@@ -74,7 +74,7 @@ def test_quantiles_walk_the_cdf_in_numeric_order():
 
 
 def test_decision_rules_score_requested_quantiles(tmp_path, capsys):
-  from perjax.experiment.decision_rules import main, rule_metrics
+  from perjax.reporting.decision_rules import main, rule_metrics
   records = [
       {"id": "a", "target": "5", "label_probs": {"1": 0, "2": 0, "3": .25, "4": .3, "5": .45}},
       {"id": "b", "target": "2", "label_probs": {"1": .1, "2": .6, "3": .1, "4": .1, "5": .1}},
@@ -96,7 +96,7 @@ def test_decision_rules_score_requested_quantiles(tmp_path, capsys):
 
 def test_decision_rules_score_an_ensemble_of_runs(tmp_path, capsys):
   import json
-  from perjax.experiment.decision_rules import ensemble_records, main
+  from perjax.reporting.decision_rules import ensemble_records, main
   # each run alone answers 5 for row a (median); their mean distribution answers 3
   runs = [[{"id": "a", "target": "3", "label_probs": {"1": .1, "3": .3, "5": .6}}],
           [{"id": "a", "target": "3", "label_probs": {"1": .3, "3": .3, "5": .4}}]]

@@ -171,6 +171,22 @@ def test_run_on_a_mesh_gives_the_one_device_metrics_and_resumes_on_another(tmp_p
 
 
 @pytest.mark.slow
+def test_run_uses_every_local_device_by_default_and_gives_the_one_device_outputs(tmp_path):
+  import jax
+  assert jax.device_count() == 1  # this process: the one-device runs
+  for batch, devices in ((8, 8), (2, 2)):  # 2 rows split over no more than 2 of the 8 devices
+    args = cli_overrides({"method": "lora", "train.batch_size": batch})
+    one, eight = tmp_path / f"one{batch}", tmp_path / f"eight{batch}"
+    assert main(["run", SPEC, "--workdir", str(one), *args]) == 0
+    done = on_eight_devices("run", "run", SPEC, "--workdir", str(eight), *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"step on {devices} devices" in done.stderr
+    assert ("training on 2 of 8 devices" in done.stderr) == (devices < 8)
+    for f in OUTPUTS:
+      assert (one / f).read_bytes() == (eight / f).read_bytes(), (batch, f)
+
+
+@pytest.mark.slow
 def test_two_processes_with_the_base_split_over_them_give_the_one_process_outputs(tmp_path):
   args = cli_overrides({"method": "lora"})
   one, two = tmp_path / "one", tmp_path / "two"

@@ -13,8 +13,8 @@ from flax import nnx
 from engine_tiny import batch, examples, personal_arrays, tiny_model, trainer
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment.settings import TrainSettings
-from perjax.experiment.train import fit
+from perjax.training.settings import TrainSettings
+from perjax.training.loop import fit
 from perjax.training import objectives
 from perjax.training.optim import make_optimizer, per_group
 from perjax.training.step import split_model

@@ -226,3 +226,15 @@ def test_a_persona_module_under_per_user_rows_in_training_and_decoding():
   new_b = np.asarray(new.personal["personal"]["lora_at_persona"]["v_b"][...])
   assert not np.allclose(new_b[0], old_b[0])
   np.testing.assert_array_equal(new_b[1], old_b[1])
+
+
+def test_a_per_example_input_named_like_a_level_is_refused():
+  """Ids of other levels and per-example inputs are separate fields: an input cannot silently
+  replace a level's ids in the mapping the model reads."""
+  from perjax.per_example import PerExample
+  ids, emb = np.array([0, 1]), np.ones((2, 3))
+  both = PerExample(level_ids={"persona": ids}, inputs={"user_encoder/history": emb})
+  model = both.for_model()
+  assert model["persona"].dtype == np.int32 and model["user_encoder/history"].dtype == np.float32
+  with pytest.raises(ConfigError, match="named like the level 'persona'"):
+    PerExample(level_ids={"persona": ids}, inputs={"persona": emb})

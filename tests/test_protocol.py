@@ -95,7 +95,7 @@ def test_unknown_protocol_is_a_config_error():
 
 
 def test_task_stage_runs_its_own_step_count():
-  from perjax.experiment.runner import stage_settings
+  from perjax.experiment.phases import stage_settings
   config = experiment.load_config(f"{LAMP}:smoke,model=tiny-llama,method=rag+lora@global+lora",
                                   {**TINY_LAMP, "train.task_steps": 5})
   task, own = protocol.Stage([], ("lora@global",), "task_stage"), protocol.Stage([], ("lora",))

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from perjax.cli import main
-from perjax.experiment import figures
+from perjax.reporting import figures
 
 RUNS = {  # run: (method, granularity, accuracy, per-user accuracies)
     "method=zero_shot,granularity=global": ("zero_shot", "global", 0.25, [0.0, 0.5]),
@@ -115,7 +115,7 @@ def test_show_preference_rows(tmp_path, capsys):
 
 
 def test_results_png_with_baseline_rows_that_lack_the_swept_settings(tmp_path):
-  from perjax.experiment import report
+  from perjax.reporting import report
   rows = [{"run": "a", "method": "lora", "granularity": "user", "train.on": "own_history",
            "MAE_mean": 0.8},
           {"run": "baseline:user_mean", "method": "baseline:user_mean", "granularity": "user",

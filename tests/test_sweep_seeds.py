@@ -7,7 +7,7 @@ from experiment_tiny import QUICKSTART, cli_overrides
 from perjax.cli import main
 from perjax.data import load_dataset
 from perjax.experiment import config as cfg
-from perjax.experiment.seeded import seeded_rows
+from perjax.reporting.seeded import seeded_rows
 
 SWEEP = f"""exec(open({QUICKSTART!r}).read())
 
@@ -84,12 +84,21 @@ def test_sweep_with_seeds_end_to_end(tmp_path):
 def test_a_cell_may_cap_its_seeds():
   """`add(..., seeds=1)`: a cell without randomness runs once, the others N times; the cap is
   not a config key and not part of the run's name."""
-  from perjax.experiment import seeded
-  from perjax.experiment.sweep import _config_keys
+  from perjax.experiment.sweep import _config_keys, with_seeds
   import ml_collections
   config = ml_collections.ConfigDict({"seed": 0})
   checked = [("a", {"method": "zero_shot", "seeds": 1}, config), ("b", {"method": "lora"}, config)]
-  runs = seeded.with_seeds(checked, 3)
+  runs = with_seeds(checked, 3)
   assert [name for name, _, _ in runs] == ["a,seed=0", "b,seed=0", "b,seed=1", "b,seed=2"]
   assert [c.seed for _, _, c in runs] == [0, 0, 1, 2]
   assert _config_keys({"method": "zero_shot", "seeds": 1}) == {"method": "zero_shot"}
+
+
+def test_a_run_name_parses_into_its_cell_and_seed():
+  from perjax.experiment.run_name import RunName
+  assert RunName.parse("method=rag,granularity=user,seed=12") == \
+      RunName("method=rag,granularity=user", 12)
+  assert RunName.parse("method=rag,granularity=user") == RunName("method=rag,granularity=user")
+  assert RunName.parse("method=rag,seed=x").seed is None  # not a seed's run
+  assert RunName("method=lora", 3).format() == "method=lora,seed=3" == str(RunName.parse(
+      "method=lora,seed=3"))

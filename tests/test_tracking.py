@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from perjax.errors import ConfigError
-from perjax.experiment import tracking
+from perjax import tracking
 
 
 def read_scalars(folder) -> dict:

@@ -27,7 +27,7 @@ from perjax.data import load_dataset
 from perjax.data.files import data_root
 from perjax.data.movielens import describe_movie, read_movies, round_rating
 from perjax.data.own_history import own_history_pairs
-from perjax.experiment.runner import subsample
+from perjax.experiment.phases import subsample
 from perjax.stats import paired_bootstrap
 
 SHRINK = 3

@@ -104,20 +104,22 @@ def run(args):
 def sweep(args):
   from pathlib import Path
   from perjax import distributed, experiment
-  if not args.dry_run:
-    launched = _join(args)
-    if launched is not None:  # the launcher: process 0 printed the results
-      print(launched, end="")
-      return 0
-    if not distributed.is_primary():  # process 0 writes and prints the results
-      experiment.run_sweep(args.config, args.workdir, args.overrides, seeds=args.seeds)
-      return 0
-  rows = experiment.run_sweep(args.config, args.workdir, args.overrides, dry_run=args.dry_run,
-                              seeds=args.seeds)
   if args.dry_run:
+    rows = experiment.sweep_plan(args.config, args.workdir, args.overrides, seeds=args.seeds)
     for row in rows:
       print(f"{row['run']}\t{json.dumps(row['overrides'])}")
     print(f"{len(rows)} runs, all valid (dry run: nothing run or written)")
     return 0
+  launched = _join(args)
+  if launched is not None:  # the launcher: process 0 printed the results
+    print(launched, end="")
+    return 0
+  runs = experiment.run_sweep(args.config, args.workdir, args.overrides, seeds=args.seeds)
+  if not distributed.is_primary():  # process 0 writes and prints the results
+    return 0
+  # the sweep's tables come from the reporting side: the command composes the two
+  from perjax.reporting.results import write_results
+  write_results(args.workdir, runs.rows, runs.swept, runs.config,
+                seeded_runs=args.seeds is not None)
   print((Path(args.workdir) / "results.md").read_text(), end="")
   return 0

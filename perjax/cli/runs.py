@@ -16,12 +16,12 @@ def register(subparsers):
 
 
 def report(args):
-  from perjax.experiment.rereport import rereport
+  from perjax.reporting.rereport import rereport
   print(rereport(args.folder).read_text(), end="")
   return 0
 
 
 def show(args):
-  from perjax.experiment.show import show as render
+  from perjax.reporting.show import show as render
   print(render(args.run, user=args.user, n=args.n, width=args.width))
   return 0

@@ -6,10 +6,12 @@ Questions may also carry a `user_id`. Question ids must be unique across the spl
 """
 import dataclasses
 import datetime
+import functools
 import os
 import re
 from pathlib import Path
 
+from perjax import strict_json
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem, Task, profile_user_id
 from perjax.data.files import read_json
 from perjax.data.lamp_pairs import lamp_profile_pair
@@ -47,6 +49,17 @@ def outputs_task_name(task_name: str) -> str:
   """The task as an outputs file names it: both LaMP-2 versions ("LaMP_2-news",
   "LaMP_2-movies") are "LaMP_2" there; other names are their own."""
   return "LaMP_2" if task_name.startswith("LaMP_2-") else task_name
+
+
+PREDICTIONS_FILE = "predictions.lamp.json"
+
+
+def write_predictions(task_name: str, workdir: Path, records) -> None:
+  """A run's answers in the LaMP outputs format (WORKDIR/predictions.lamp.json), so
+  `perjax evaluate GOLDS RUN/predictions.lamp.json` scores a run with no conversion."""
+  golds = [{"id": r["id"], "output": r["prediction"]} for r in records]
+  (Path(workdir) / PREDICTIONS_FILE).write_text(strict_json.dumps(
+      {"task": outputs_task_name(task_name), "golds": golds}, what="prediction") + "\n")
 
 
 def lamp_spec(task: str, golds=None, profile_fields=None) -> LampSpec:
@@ -221,4 +234,5 @@ def load_lamp(path: "str | os.PathLike", prefix: str | None = None,
               labels=spec.labels, split_by="official",
               description=f"{spec.task} read from {root}/{prefix}*",
               profile_pair=lamp_profile_pair(spec.task, spec.labels, examples, fields),
-              query=lamp_query(spec.task), item_text=lamp_item_text(spec.task, fields))
+              query=lamp_query(spec.task), item_text=lamp_item_text(spec.task, fields),
+              write_outputs=functools.partial(write_predictions, spec.task))

@@ -6,6 +6,7 @@ bundles the splits with what is needed to score them (metric names, label set).
 """
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 
@@ -86,6 +87,9 @@ class Task:
   query: "Callable[[PersonalizedExample], str] | None" = None
   item_text: "Callable[[ProfileItem], str] | None" = None
   label_sets: bool = False
+  # the task's own files from a finished run's prediction records, in a workdir (LaMP's
+  # outputs format, which its official evaluation reads); None: none
+  write_outputs: "Callable[[Path, list[dict]], None] | None" = None
 
   @property
   def primary_metric(self) -> str:

@@ -1,4 +1,5 @@
-"""Experiments: config files, `train_and_evaluate(config, workdir)`, sweeps and their reports.
+"""Experiments: config files, `train_and_evaluate(config, workdir)` and sweeps (their tables:
+perjax.reporting).
 
   from perjax import experiment
   config = experiment.load_config("experiments/quickstart.py:smoke,method=rag")
@@ -6,7 +7,7 @@
 """
 from perjax.experiment.config import defaults, load as load_config, override, parse_arg
 from perjax.experiment.runner import train_and_evaluate
-from perjax.experiment.sweep import run_sweep, sweep_runs
+from perjax.experiment.sweep import run_sweep, sweep_plan, sweep_runs
 
 __all__ = ["defaults", "load_config", "override", "parse_arg", "train_and_evaluate", "run_sweep",
-           "sweep_runs"]
+           "sweep_plan", "sweep_runs"]

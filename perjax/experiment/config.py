@@ -40,8 +40,9 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # attention without a KV cache (training, scoring): default, xla or cudnn (NVIDIA GPUs,
   # bfloat16; models/llama.py ATTENTION_KERNELS)
   c.attention = "default"
-  # the training step's device mesh over every device (runs that train only), e.g. "data=2,fsdp=4" (axes data, fsdp,
-  # tensor, groups; perjax/sharding.py); "": one device. Placement only: the run's results and
+  # the training step's device mesh over every device (runs that train only), e.g.
+  # "data=2,fsdp=4" (axes data, fsdp, tensor, groups; perjax/sharding.py); "": data parallel
+  # over every local device (perjax/training/placement.py). Placement only: the run's results and
   # its workdir do not depend on it, so a run resumes on another mesh.
   c.mesh = ""
   c.encoder = "all-minilm-l6-v2"  # dense retrieval and persona clustering
@@ -57,9 +58,12 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # constant, linear (decay to 0) or cosine (decay to 0); each group's row follows its own count
   # optimizer: sgd, adam or adamw; weight_decay: decoupled, as AdamW's (adamw and sgd; 0: none);
   # grad_clip: each group's gradient clipped to this global norm (0: no clipping)
+  # log_every: steps between fetches of the step metrics from the device (every step's loss is
+  # logged either way; fewer fetches keep the device busy)
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, weight_decay=0.0, grad_clip=0.0, checkpoint_every=50,
-                            on="train_split", task_steps=0, schedule="constant", warmup=0))
+                            log_every=10, on="train_split", task_steps=0, schedule="constant",
+                            warmup=0))
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
   # num_beams: beam search for generated answers (1: greedy)
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0,

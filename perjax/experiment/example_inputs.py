@@ -1,6 +1,6 @@
 """Per-example inputs of personal modules (`Method.example_inputs`, `PersonalModule.inputs`):
 arrays computed once per example in the data stage (e.g. sentence embeddings of the history
-the example may see), which travel with the examples' group ids of other levels (`level_ids`)
+the example may see), which travel beside the examples' group ids of other levels (`perjax.per_example.PerExample`)
 into training batches, decoding and scoring."""
 import numpy as np
 

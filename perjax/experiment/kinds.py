@@ -1,12 +1,16 @@
 """Task kinds: how a kind of task is encoded for training, batched and evaluated. One training
-loop (`train.train`) serves every kind; the runner picks the kind of its task.
+loop (`perjax.training.loop.train`) serves every kind; the runner picks the kind of its task.
 
   views(examples)                   the examples as prompted examples (what grouping and the
                                     prompting methods see)
   training_rows(codec, prompts, examples, recipe, seq_len) -> (rows, make_batch)
-  before_training(generator, codec, prompts, examples, group_ids, settings, trains) -> state
+  before_training(generator, codec, prompts, examples, group_ids, settings, trains,
+                  per_example) -> state
   evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
-           level_ids) -> (metrics, one record per example)
+           per_example) -> (metrics, one record per example)
+
+`per_example` (a `perjax.per_example.PerExample` or None): the examples' group ids at other
+levels and their modules' inputs.
 
 `make_batch(items, seq_len, pad_id, accum)` takes `row + (group,)` tuples. A new kind (ranking,
 say) is a class with these four methods, registered in `TASK_KINDS` with `matches(task)`.
@@ -56,10 +60,11 @@ class Supervised:
 
   @staticmethod
   def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
-               level_ids=None):
+               per_example=None):
     del state
     outputs, preds, scores = predict.predict_with_scores(
-        generator, codec, prompts, group_ids, task.labels, settings, level_ids, task.label_sets)
+        generator, codec, prompts, group_ids, task.labels, settings, _model_inputs(per_example),
+        task.label_sets)
     metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "output": o, "prediction": p, "target": e.target}
@@ -106,7 +111,8 @@ class Preference:
 
   @classmethod
   def before_training(cls, generator, codec, prompts, examples, group_ids, settings, trains,
-                      level_ids=None):
+                      per_example=None):
+    level_ids = _model_inputs(per_example)
     rows = cls._rows(codec, prompts, examples, settings.seq_len)
     if settings.mode == "best_of_n":
       if settings.reward is None:
@@ -122,8 +128,9 @@ class Preference:
 
   @staticmethod
   def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
-               level_ids=None):
+               per_example=None):
     del task, split
+    level_ids = _model_inputs(per_example)
     rows, ref, candidates = state
     scorer = settings.reward.score if settings.reward is not None else None
     policy = score(generator, rows, group_ids, settings, level_ids, scorer)
@@ -146,6 +153,11 @@ class Preference:
       for r, texts, b, rs in zip(records, candidates, best, rewards):
         r.update(best_of_n=texts[b], candidates=texts, candidate_rewards=rs.tolist())
     return metrics, records
+
+
+def _model_inputs(per_example) -> dict | None:
+  """The model's `level_ids` mapping of a PerExample (None: nothing per example)."""
+  return per_example.for_model() if per_example else None
 
 
 def kind_of(task):

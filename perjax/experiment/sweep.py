@@ -3,8 +3,10 @@
 A run's folder name is made from its overrides (`method=rag,granularity=user`), so rerunning a
 sweep finds the runs it already finished and skips them. Every run's config is loaded and checked
 (`options.check_run`) before the first run starts, so an impossible combination fails at once;
-`dry_run` stops there.
+`sweep_plan` stops there. The sweep's tables (results.md) are the reporting side's
+(`perjax.reporting.results`); the `perjax sweep` command runs a sweep, then writes them.
 """
+import dataclasses
 import inspect
 import re
 import sys
@@ -13,8 +15,9 @@ from pathlib import Path
 
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import distributed_run, report, seeded
+from perjax.experiment import distributed_run
 from perjax.experiment.options import check_run
+from perjax.experiment.run_name import RunName
 from perjax.experiment.runner import train_and_evaluate
 from perjax.experiment.validate import check_settings
 from perjax.experiment.workdir import shared_runs
@@ -68,21 +71,52 @@ def checked_configs(spec: str, overrides: dict | None = None) -> list[tuple[str,
   return out
 
 
-def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
-              dry_run: bool = False, seeds: int | None = None) -> list[dict]:
-  """Runs (or skips, when finished) every run of the sweep; writes DIR/results.{csv,md,png}.
-  With `dry_run`, only lists and checks the runs (one row per run: name and overrides) and
-  writes nothing. With `seeds` N, each cell runs with seeds 0..N-1 (folders `NAME,seed=S`) and
-  its row holds statistics over them, beside trivial baselines (perjax.experiment.seeded)."""
-  workdir = Path(workdir)
+def with_seeds(checked, seeds: int):
+  """(run name + ",seed=S", overrides, config with seed S) for S in 0..seeds-1 of each run, or
+  fewer where the sweep capped the cell (its overrides' `seeds`: a run without randomness, a
+  zero-shot or BM25 retrieval cell, gives the same answers for every seed)."""
+  out = []
+  for name, overrides, config in checked:
+    for s in range(min(seeds, int(overrides.get(SEEDS_KEY, seeds)))):
+      seeded = config.copy_and_resolve_references()
+      seeded.seed = s
+      out.append((RunName(name, s).format(), overrides, seeded))
+  return out
+
+
+def _planned(spec: str, overrides: dict | None, seeds: int | None):
   checked = checked_configs(spec, overrides)
-  if seeds is not None:
-    if seeds < 1:
-      raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    checked = seeded.with_seeds(checked, seeds)
-  if dry_run:
-    return [{"run": name, "workdir": str(workdir / name), "overrides": o}
-            for name, o, _ in checked]
+  if seeds is None:
+    return checked
+  if seeds < 1:
+    raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+  return with_seeds(checked, seeds)
+
+
+def sweep_plan(spec: str, workdir, overrides: dict | None = None, *,
+               seeds: int | None = None) -> list[dict]:
+  """Every run of the sweep, loaded and checked (one row per run: name, workdir, overrides);
+  runs and writes nothing."""
+  return [{"run": name, "workdir": str(Path(workdir) / name), "overrides": o}
+          for name, o, _ in _planned(spec, overrides, seeds)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRuns:
+  """A finished sweep's runs: one row each (run, method, granularity, the swept keys' values,
+  its metrics), the swept keys, and the first run's config (the data set, its eval split)."""
+  rows: list[dict]
+  swept: list[str]
+  config: object
+
+
+def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
+              seeds: int | None = None) -> SweepRuns:
+  """Runs (or skips, when finished) every run of the sweep. With `seeds` N, each cell runs with
+  seeds 0..N-1 (folders `NAME,seed=S`). In a jax.distributed sweep only process 0 returns
+  rows."""
+  workdir = Path(workdir)
+  checked = _planned(spec, overrides, seeds)
   swept = [k for k in dict.fromkeys(k for _, o, _ in checked for k in o)
            if k not in KEY_COLUMNS and k != SEEDS_KEY]
   configs = [(name, config) for name, _, config in checked]
@@ -94,7 +128,7 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
     for i in range(len(configs)):
       run(i)
     if distributed_run.is_follower():  # process 0 writes the results
-      return []
+      return SweepRuns([], swept, configs[0][1])
   else:
     shared_runs(range(len(configs)), lambda i: workdir / configs[i][0], run)
   rows = []
@@ -107,17 +141,7 @@ def run_sweep(spec: str, workdir, overrides: dict | None = None, *,
         node = node[part]
       row[key] = node
     rows.append({**row, **done[i]})
-  if seeds is not None:
-    cells: dict[str, tuple[dict, list]] = {}
-    for row in rows:
-      keys = {k: row[k] for k in ("method", "granularity", *swept)}
-      cell = seeded.cell_of(row["run"])
-      cells.setdefault(cell, ({"run": cell, **keys}, []))[1].append(workdir / row["run"])
-    rows, marks = seeded.seeded_rows(list(cells.values()), configs[0][1])
-    report.write(workdir, rows, swept, marks)
-    return rows
-  report.write(workdir, rows, swept)
-  return rows
+  return SweepRuns(rows, swept, configs[0][1])
 
 
 def _run_one(i: int, configs, workdir: Path) -> dict:

@@ -65,7 +65,7 @@ def check_settings(config, *, trains: bool) -> None:
   """Raises a ConfigError naming the first invalid setting. Training settings are checked only
   when the run trains (`trains`), so a zero-shot config need not carry sensible ones."""
   if trains:
-    for key in ("steps", "batch_size", "accum", "checkpoint_every", "seq_len"):
+    for key in ("steps", "batch_size", "accum", "checkpoint_every", "log_every", "seq_len"):
       _positive_int(config, f"train.{key}")
     if "task_steps" in config.train:
       _positive_int(config, "train.task_steps", minimum=0)
@@ -136,7 +136,7 @@ def _non_negative_number(config, dotted: str) -> None:
 
 def _check_log_and_init(config, trains: bool) -> None:
   if "log" in config:
-    from perjax.experiment.tracking import check_wandb
+    from perjax.tracking import check_wandb
     check_wandb(config.log.wandb)
   adapter = config.init.adapter if "init" in config else ""
   if adapter:

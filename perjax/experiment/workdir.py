@@ -207,7 +207,7 @@ def _added_at_default(key: str, old: dict, new: dict, default: dict) -> bool:
 
 # Settings that only place the computation (the same results on any value): a run resumes
 # under another one.
-PLACEMENT_KEYS = frozenset({"mesh"})
+PLACEMENT_KEYS = frozenset({"mesh", "train.log_every"})
 
 
 def claim(workdir: Path, resolved: str, used_methods: "set[str] | None" = None) -> None:

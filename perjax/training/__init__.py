@@ -1,1 +1,2 @@
-"""Training: per-group optimizers, objectives, batching and the jitted train step."""
+"""Training: per-group optimizers, objectives, batching, the jitted train step and the loop
+that runs it (loop.py), on the devices placement.py picks."""

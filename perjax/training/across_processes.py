@@ -1,12 +1,12 @@
 """The train step as one SPMD program over a device mesh: the devices of this process
 (`config.mesh`) or of every `jax.distributed` process.
 
-Without a mesh spec, data parallel: every device of every process on `data`
-(`sharding.make_mesh(groups=1)`), so the state (personal tables, optimizer state, base weights)
-is replicated. With one (`"data=2,fsdp=4"`), the base and its optimizer state are sharded by
-`sharding.state_shardings`. Either way each batch's rows are split over the processes in order:
-process i supplies the i-th contiguous block of rows (`distributed.from_process_slices`, that is
-`jax.make_array_from_process_local_data`). Every process computes the same batch indices, so
+Without a mesh spec, data parallel: every device of every process (or the devices given) on
+`data` (`sharding.make_mesh(groups=1)`), so the state (personal tables, optimizer state, base
+weights) is replicated. With one (`"data=2,fsdp=4"`), the base and its optimizer state are
+sharded by `sharding.state_shardings`. Either way each batch's rows are split over the
+processes in order: process i supplies the i-th contiguous block of rows
+(`distributed.from_process_slices`, that is `jax.make_array_from_process_local_data`). Every process computes the same batch indices, so
 no data is exchanged; XLA sums the gradients over the devices inside the step.
 """
 import jax
@@ -17,9 +17,11 @@ from perjax import distributed, sharding
 class AcrossProcesses:
   """Shardings of one training loop's step, and the placing of its state, batches and keys."""
 
-  def __init__(self, state, example_batch: dict, mesh_spec: str = ""):
+  def __init__(self, state, example_batch: dict, mesh_spec: str = "", devices=None):
+    """`devices`: those of the data-parallel mesh without a spec (default: every device)."""
     mesh = (sharding.make_mesh(mesh_spec, jax.devices()) if mesh_spec
-            else sharding.make_mesh(groups=1))
+            else sharding.make_mesh(groups=1, devices=devices))
+    self.mesh = mesh
     self.in_shardings, self.out_shardings = sharding.step_shardings(state, example_batch, mesh)
 
   def step_kwargs(self) -> dict:

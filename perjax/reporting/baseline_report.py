@@ -5,7 +5,7 @@ The sweep's own table (results.md) tests each cell against `zero_shot`; a person
 must also beat what needs no model at all: the user's mean past rating, the user's majority
 label. This reads the runs' predictions.jsonl and scores the baselines on the same examples.
 
-  python -m perjax.experiment.baseline_report SWEEP_DIR [--metric MAE] > analysis.md
+  python -m perjax.reporting.baseline_report SWEEP_DIR [--metric MAE] > analysis.md
 """
 import argparse
 import collections
@@ -16,7 +16,8 @@ import numpy as np
 
 from perjax import stats
 from perjax.baselines import baseline_predictions
-from perjax.experiment.runner import subsample
+from perjax.experiment.phases import subsample
+from perjax.experiment.run_name import RunName
 from perjax.data import load_dataset
 
 
@@ -24,7 +25,7 @@ def _runs(sweep_dir: Path) -> dict[str, list[dict]]:
   """cell name -> one {id: record} per seed."""
   cells = collections.defaultdict(list)
   for path in sorted(sweep_dir.glob("*/predictions.jsonl")):
-    cell = path.parent.name.rsplit(",seed=", 1)[0]
+    cell = RunName.parse(path.parent.name).cell
     with open(path) as f:
       cells[cell].append({r["id"]: r for r in map(json.loads, f)})
   return cells

@@ -12,9 +12,7 @@ rows. All statistics use the examples every run evaluated; runs that evaluated d
 examples (a `data.max_test` draw that follows the seed) are cut to the common ones, with a
 warning.
 """
-import csv
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -22,47 +20,12 @@ from perjax import stats
 from perjax.baselines import baseline_predictions
 from perjax.data import load_dataset
 from perjax.errors import DataError
+from perjax.experiment.outputs import read_records, write_per_user
 
 BASELINE_METHOD = "zero_shot"
 # the trivial personal baseline a personalized model must beat (perjax.baselines): M_p_user
 PERSONAL_BASELINES = ("baseline:user_mean", "baseline:user_majority", "baseline:user_last")
 ALPHA = 0.05
-PREDICTIONS_FILE, PER_USER_FILE = "predictions.jsonl", "per_user.csv"
-
-
-def with_seeds(checked, seeds: int):
-  """(run name + ",seed=S", overrides, config with seed S) for S in 0..seeds-1 of each run, or
-  fewer where the sweep capped the cell (its overrides' `seeds`: a run without randomness, a
-  zero-shot or BM25 retrieval cell, gives the same answers for every seed)."""
-  out = []
-  for name, overrides, config in checked:
-    for s in range(min(seeds, int(overrides.get("seeds", seeds)))):
-      seeded = config.copy_and_resolve_references()
-      seeded.seed = s
-      out.append((f"{name},seed={s}", overrides, seeded))
-  return out
-
-
-def cell_of(run: str) -> str:
-  return run.rsplit(",seed=", 1)[0]
-
-
-def read_records(run_dir: Path) -> list[dict]:
-  path = Path(run_dir) / PREDICTIONS_FILE
-  if not path.is_file():
-    raise DataError(f"missing {path}")
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def write_per_user(run_dir: Path, metrics, labels=None) -> list[dict]:
-  """RUN/per_user.csv: one row per user (user_id, examples, each metric)."""
-  rows = stats.per_user_table(read_records(run_dir), metrics=metrics, labels=labels)
-  with open(Path(run_dir) / PER_USER_FILE, "w", newline="") as f:
-    w = csv.DictWriter(f, ["user_id", "examples", *metrics])
-    w.writeheader()
-    w.writerows(rows)
-  return rows
 
 
 def two_sided_p(a, b, golds, metric, labels, n) -> float:

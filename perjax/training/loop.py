@@ -3,7 +3,12 @@ and resumable checkpoints.
 
 The example order of step s depends only on (seed, s), and the step rng is fold_in(seed, s), so a
 run resumed from a checkpoint continues exactly as an uninterrupted one would.
+
+The host waits for the device only on logging steps (every `log_every` steps) and at
+checkpoints: each step's metrics stay on the device until then, and are all written (every
+step's loss) when fetched. Batch s+1 is built on a background thread while step s runs.
 """
+import concurrent.futures
 import math
 
 import jax
@@ -12,11 +17,12 @@ from tqdm.auto import tqdm
 
 from perjax import checkpoint
 from perjax.errors import ConfigError, TrainingDiverged
-from perjax.experiment import tracking
-from perjax.experiment.settings import TrainSettings
-from perjax.models.personal import per_example_array
+from perjax import tracking
+from perjax.training.settings import TrainSettings
+from perjax.per_example import PerExample
 from perjax.training import optim
 from perjax.training.across_processes import AcrossProcesses
+from perjax.training.placement import placement
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
 
@@ -32,25 +38,25 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 
 def train(model, rows, group_ids, make_batch, objective, num_groups: int,
-          settings: TrainSettings, workdir, *, trainable=None, level_ids=None,
-          train_base: bool = False):
+          settings: TrainSettings, workdir, *, trainable=None,
+          per_example: PerExample | None = None, train_base: bool = False):
   """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
   example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
   `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
   the trained model. `trainable` names the personal modules to train (None: all);
-  `level_ids` {level: [N] ids} are the examples' groups at the levels other modules sit at;
-  `train_base` trains the base weights too (full fine-tuning)."""
+  `per_example`: the examples' groups at the levels other modules sit at, and their modules'
+  inputs; `train_base` trains the base weights too (full fine-tuning)."""
   if not len(rows):
     raise ConfigError("this method trains personal parameters, but it has no training examples")
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
+  model_inputs = per_example.for_model() if per_example else {}
 
   def batch_at(s):
     idx = step_examples(len(rows), s, per_step, settings.seed)
     batch = make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
                        pad, settings.accum)
-    if level_ids:
-      batch["level_ids"] = {level: _micro(per_example_array(ids)[idx], settings.accum)
-                            for level, ids in level_ids.items()}
+    if model_inputs:
+      batch["level_ids"] = {k: _micro(v[idx], settings.accum) for k, v in model_inputs.items()}
     return batch
 
   return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable,
@@ -67,6 +73,32 @@ def _all_finite(state) -> bool:
   return all(bool(jax.numpy.isfinite(x).all()) for x in jax.tree.leaves(trained))
 
 
+class _Unlogged:
+  """Steps whose metrics are still on the device: fetched together, written together, and
+  checked for a non-finite loss (the first one found stops the run)."""
+
+  def __init__(self, lr, bar, workdir):
+    self.lr, self.bar, self.workdir, self.steps = lr, bar, workdir, []
+
+  def add(self, s: int, metrics, groups_present: int) -> None:
+    self.steps.append((s, metrics, groups_present))
+
+  def flush(self, last_checkpoint) -> None:
+    fetched = jax.device_get([m for _, m, _ in self.steps])
+    for (s, _, groups_present), metrics in zip(self.steps, fetched):
+      loss = float(metrics["loss"])
+      if not math.isfinite(loss):  # raised before saving: the last good checkpoint stays
+        raise TrainingDiverged(s + 1, f"the loss became {loss}", last_checkpoint)
+      tracking.current().scalars(s + 1, {
+          "train/loss": loss,
+          "train/learning_rate": float(self.lr(s) if callable(self.lr) else self.lr),
+          "train/grad_norm": float(metrics.get("grad_norm", math.nan)),
+          "train/groups_present": groups_present}, folder=self.workdir)
+    if self.steps:
+      self.bar.set_postfix(loss=f"{loss:.3f}")
+    self.steps = []
+
+
 def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, workdir, *,
         trainable=None, train_base: bool = False):
   """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
@@ -76,35 +108,40 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
                             grad_clip=tc.grad_clip)
   graphdef, state, personal_tx, base_tx = init_train_state(model, tx, trainable=trainable,
                                                            train_base=train_base)
-  spread, step_kwargs = None, {}
-  # one SPMD step over a mesh (config.mesh) or every process's devices (jax.distributed)
-  if tc.mesh or jax.process_count() > 1:
-    spread = AcrossProcesses(state, batch_at(0), tc.mesh)
+  # one SPMD step over the local devices, a mesh (config.mesh) or every process's devices
+  spread: AcrossProcesses | None = placement(state, batch_at(0), tc.mesh)
+  step_kwargs = {}
+  if spread is not None:
     state, step_kwargs = spread.state(state), spread.step_kwargs()
   step_fn = make_train_step(graphdef, personal_tx, base_tx, objective, num_groups, **step_kwargs)
+
+  def placed_batch(s):  # on the prefetch thread: the host batch, then on its devices
+    batch = batch_at(s)
+    groups_present = len(np.unique(batch["group_ids"]))
+    return (batch if spread is None else spread.batch(batch)), groups_present
+
   # Restored into the placed state's shardings: a run resumes on another mesh as well.
   # Two kept: when the newest is damaged, restore falls back to the one before it.
-  with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt:
+  with checkpoint.Checkpoints(workdir, max_to_keep=2, async_save=False) as ckpt, \
+      concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batches") as prefetch:
     state = ckpt.resume(state)
     start = int(state.step)
     key = jax.random.key(tc.seed)
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
                dynamic_ncols=True, disable=jax.process_index() != 0)
+    unlogged = _Unlogged(lr, bar, workdir)
+    next_batch = prefetch.submit(placed_batch, start) if start < tc.steps else None
     for s in bar:
-      batch, rng = batch_at(s), jax.random.fold_in(key, s)
-      if spread is None:
-        state, metrics = step_fn(state, batch, rng)
-      else:
-        state, metrics = step_fn(state, spread.batch(batch), spread.key(rng))
-      loss = float(metrics["loss"])
-      if not math.isfinite(loss):  # raised before saving: the last good checkpoint stays
-        raise TrainingDiverged(s + 1, f"the loss became {loss}", ckpt.latest_step())
-      bar.set_postfix(loss=f"{loss:.3f}")
-      tracking.current().scalars(s + 1, {
-          "train/loss": loss, "train/learning_rate": float(lr(s) if callable(lr) else lr),
-          "train/grad_norm": float(metrics.get("grad_norm", math.nan)),
-          "train/groups_present": len(np.unique(batch["group_ids"]))}, folder=workdir)
-      if (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps:
+      batch, groups_present = next_batch.result()
+      if s + 1 < tc.steps:  # built while this step runs
+        next_batch = prefetch.submit(placed_batch, s + 1)
+      rng = jax.random.fold_in(key, s)
+      state, metrics = step_fn(state, batch, rng if spread is None else spread.key(rng))
+      unlogged.add(s, metrics, groups_present)
+      saving = (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps
+      if saving or (s + 1) % tc.log_every == 0:
+        unlogged.flush(ckpt.latest_step())
+      if saving:
         if not _all_finite(state):  # an update can overflow after a finite loss
           raise TrainingDiverged(s + 1, "the parameters became non-finite", ckpt.latest_step())
         ckpt.save(state, force=True)

@@ -73,11 +73,12 @@ def _dark(image, value) -> bool:
 
 def run_folders(workdir: Path, run: str) -> list[Path]:
   """The folders of a row's run: the run itself, or its seeds' (`RUN,seed=S`)."""
+  from perjax.experiment.run_name import RunName
   own = Path(workdir) / run
   if (own / PER_USER_FILE).exists():
     return [own]
   return sorted(p for p in Path(workdir).glob(f"{_glob_escape(run)},seed=*")
-                if p.name.rsplit(",seed=", 1)[1].isdigit())
+                if RunName.parse(p.name).seed is not None)
 
 
 def _glob_escape(text: str) -> str:

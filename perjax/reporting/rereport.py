@@ -6,7 +6,8 @@ from pathlib import Path
 import ml_collections
 
 from perjax.errors import PerjaxError
-from perjax.experiment import report, seeded
+from perjax.reporting import report
+from perjax.reporting.results import write_results
 from perjax.experiment.config import flatten
 
 NAME_KEYS = ("method", "granularity", "seed")  # columns of their own, or the seeds' axis
@@ -53,15 +54,6 @@ def rereport(folder) -> Path:
            if k not in NAME_KEYS]
   runs.sort(key=lambda p: (_started(p), p.name))
   rows = [_row(p, p.name, swept) for p in runs]
-  if any(",seed=" in p.name for p in runs):
-    cells: dict[str, tuple[dict, list]] = {}
-    for row in rows:
-      cell = seeded.cell_of(row["run"])
-      keys = {k: row[k] for k in ("method", "granularity", *swept)}
-      cells.setdefault(cell, ({"run": cell, **keys}, []))[1].append(folder / row["run"])
-    config = ml_collections.ConfigDict(json.loads((runs[0] / "config.json").read_text()))
-    rows, marks = seeded.seeded_rows(list(cells.values()), config)
-    report.write(folder, rows, swept, marks)
-  else:
-    report.write(folder, rows, swept)
+  config = ml_collections.ConfigDict(json.loads((runs[0] / "config.json").read_text()))
+  write_results(folder, rows, swept, config)
   return folder / "results.md"

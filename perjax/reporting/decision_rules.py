@@ -6,7 +6,7 @@ first label whose CDF reaches Q). Choosing the rule on dev then costs one run, n
 With `--ensemble`, the runs (the same examples, e.g. one cell's seeds) are scored as one
 predictor whose distribution is the mean of theirs.
 
-  python -m perjax.experiment.decision_rules [--quantiles 0.55,0.6] [--ensemble] RUN_DIR [RUN_DIR ...]
+  python -m perjax.reporting.decision_rules [--quantiles 0.55,0.6] [--ensemble] RUN_DIR [RUN_DIR ...]
 """
 import sys
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from perjax.errors import DataError
 from perjax.experiment.predict import median_labels, numeric_labels, quantile_labels
-from perjax.experiment.seeded import read_records
+from perjax.experiment.outputs import read_records
 from perjax.metrics import compute_metrics
 
 

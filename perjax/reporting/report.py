@@ -5,7 +5,7 @@ each run (box plots of the runs' per_user.csv)."""
 import csv
 from pathlib import Path
 
-from perjax.experiment import figures
+from perjax.reporting import figures
 
 NON_METRIC = ("run", "method", "granularity")
 

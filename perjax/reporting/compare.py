@@ -3,7 +3,7 @@ cells' means (seeds pooled) and the two-sided paired bootstrap p-value of their 
 sweep's own table tests every cell against its baseline (zero_shot); this is for any other
 pair, such as personalized DPO against plain DPO.
 
-  python -m perjax.experiment.compare SWEEP_DIR CELL_A CELL_B
+  python -m perjax.reporting.compare SWEEP_DIR CELL_A CELL_B
 
 A cell is named as its run folders are, less ",seed=S": "method=dpo,granularity=user".
 """
@@ -13,15 +13,21 @@ from pathlib import Path
 
 from perjax import stats
 from perjax.errors import DataError
-from perjax.experiment.seeded import cell_of, read_records, two_sided_p
+from perjax.experiment.outputs import read_records
+from perjax.experiment.run_name import RunName
+from perjax.reporting.seeded import two_sided_p
+
+
+def _cell(run_dir: Path) -> str:
+  return RunName.parse(run_dir.name).cell
 
 
 def cell_runs(sweep_dir: Path, cell: str) -> list[dict]:
   """{id: prediction} per seed of `cell` (its finished runs)."""
   dirs = sorted(d for d in Path(sweep_dir).iterdir()
-                if d.is_dir() and cell_of(d.name) == cell and (d / "metrics.json").exists())
+                if d.is_dir() and _cell(d) == cell and (d / "metrics.json").exists())
   if not dirs:
-    names = sorted({cell_of(d.name) for d in Path(sweep_dir).iterdir() if d.is_dir()})
+    names = sorted({_cell(d) for d in Path(sweep_dir).iterdir() if d.is_dir()})
     raise DataError(f"no finished run of cell {cell!r} in {sweep_dir}; cells: {names}")
   return [{r["id"]: stats.prediction_of(r) for r in read_records(d)} for d in dirs]
 
@@ -34,7 +40,7 @@ def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
     raise DataError(f"{cell_a!r} and {cell_b!r} share no evaluated example")
   a = [{i: r[i] for i in ids} for r in a]
   b = [{i: r[i] for i in ids} for r in b]
-  first = next(d for d in Path(sweep_dir).iterdir() if d.is_dir() and cell_of(d.name) == cell_a)
+  first = next(d for d in Path(sweep_dir).iterdir() if d.is_dir() and _cell(d) == cell_a)
   golds = {r["id"]: r.get("target") for r in read_records(first) if r["id"] in set(ids)}
   metrics = [m for m in json.loads((first / "metrics.json").read_text()) if "/" not in m]
   out = []
