@@ -14,12 +14,13 @@ The metric is `gold_ppl`, the per-token perplexity of the real next utterance gi
 (and the persona's adapter); ROUGE-1/L and BLEU of a short greedy answer come beside it.
 
   perjax sweep experiments/convai2_persona.py --workdir /tmp/c2 --seeds 3
+  perjax sweep experiments/convai2_persona.py:both --workdir /tmp/c2 --seeds 3  # + both cell
   perjax sweep experiments/convai2_persona.py:dev --workdir /tmp/c2-dev   # settings on dev
   perjax run experiments/convai2_persona.py:smoke,model=tiny-llama --workdir /tmp/t
 """
 from perjax.experiment.config import defaults, parse_arg
 
-ARGS = dict(smoke=False, dev=False, method="zero_shot", granularity="user",
+ARGS = dict(smoke=False, dev=False, both=False, method="zero_shot", granularity="user",
             model="smollm2-135m-instruct")
 OWN = {"train.on": "own_history"}
 
@@ -58,4 +59,5 @@ def sweep(add, arg=None):
       add(**{"method": "lora", "granularity": "user", "train.lr": lr, "seeds": 1, **OWN})
     return
   add(method="lora", granularity="user", **OWN)
-  add(method="persona_prompt+lora", granularity="user", **OWN)
+  if parse_arg(arg, **ARGS).both:  # the persona in the prompt and its adapter (not yet run)
+    add(method="persona_prompt+lora", granularity="user", **OWN)
