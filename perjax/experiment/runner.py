@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from perjax import strict_json
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
 from perjax.experiment import config as cfg
-from perjax.experiment import distributed_run, kinds, protocol, tracking
+from perjax.experiment import cost, distributed_run, kinds, protocol, tracking
 from perjax.experiment.seeded import write_per_user
 from perjax.experiment.encoding import Codec
 from perjax.experiment.example_inputs import example_inputs
@@ -37,6 +38,7 @@ from perjax.grouping import GroupingContext
 from perjax.pools import Pools
 from perjax.prompting import Prompt, PromptContext
 from perjax.registry import GRANULARITIES
+from perjax.training.early_stopping import holdout
 from perjax.training.model_options import set_training_options
 
 # bm25s sets its logger to DEBUG on import and logs every index build; keep warnings only.
@@ -150,13 +152,14 @@ def prompt_stage(config, recipe, task, split, settings, generator, codec,
                      fill_labels(config.prompt.suffix, task.labels), supervised)
 
 
-def stage_settings(config, stage) -> TrainSettings:
-  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`."""
+def stage_settings(config, stage, examples: int = 0) -> TrainSettings:
+  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`;
+  a pass budget (`train.max_passes`) caps the steps over the stage's `examples`."""
   settings = TrainSettings.from_config(config)
   task_steps = config.train.get("task_steps", 0)
   if stage.folder and task_steps:
     settings = dataclasses.replace(settings, steps=task_steps)
-  return settings
+  return cost.budgeted(settings, examples)
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -182,6 +185,7 @@ def train_and_evaluate(config, workdir) -> dict:
 
 
 def _run(config, workdir: Path, recipe) -> dict:
+  started = time.monotonic()
   task = load_dataset(config.data.name, **config.data.params.to_dict())
   split = config.eval.split
   if split not in task.splits:
@@ -243,6 +247,7 @@ def _run(config, workdir: Path, recipe) -> dict:
   state = kind.before_training(generator, codec, prompts, eval_examples, group_ids, settings,
                                recipe.trains, eval_levels)
   trained = np.zeros(groups.num_groups, np.int64)  # training examples per row of the run's level
+  costs = []  # each stage's steps, examples drawn and rows' passes (experiment/cost.py)
   if recipe.trains:
     for stage in protocol.stages(on, recipe, train_examples, fit_examples):
       views = kind.views(stage.examples)
@@ -254,11 +259,17 @@ def _run(config, workdir: Path, recipe) -> dict:
       if stage.folder:
         print(f"{workdir}: training {', '.join(stage.trainable)} on the train split first",
               file=sys.stderr)
+      early_stop = cost.early_stop_of(config, stage)
+      fit_idx, _ = holdout(len(rows), early_stop.fraction if early_stop else 0.0, config.seed)
+      settings_s = stage_settings(config, stage, len(fit_idx))
       model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
-                    stage_settings(config, stage), workdir / stage.folder,
+                    settings_s, workdir / stage.folder,
                     trainable=stage.trainable, level_ids=per_example(views, "train"),
-                    train_base=recipe.train_base)
-    trained = np.bincount(stage_ids, minlength=groups.num_groups)  # the run's own rows' stage
+                    train_base=recipe.train_base, early_stop=early_stop)
+      costs.append(cost.stage_cost(stage.folder, workdir / stage.folder, settings_s,
+                                   stage_ids[fit_idx], groups.num_groups))
+    # the run's own rows' stage
+    trained = np.bincount(stage_ids[fit_idx], minlength=groups.num_groups)
     model = recipe.finish_training(model, groups.names)  # e.g. adapters merged per user
     generator.refresh(model)
   if distributed_run.is_follower():  # process 0 evaluates and writes (distributed_run)
@@ -267,13 +278,16 @@ def _run(config, workdir: Path, recipe) -> dict:
                                    split, settings, state, eval_levels)
   tracking.current().scalars(config.train.steps if recipe.trains else 0,
                              {f"eval/{k}": v for k, v in metrics.items()})
-  for r in records:  # what trained the row that answered
+  for r in records:  # what trained the row that answered, and how often it saw them
     r["group_train_examples"] = int(trained[r["group"]])
+    r["group_train_passes"] = round(float(costs[-1].passes[r["group"]]), 4) if costs else 0.0
   if helper.notes:  # what the prompting methods report (summaries generated, a chosen setting)
     (workdir / PROMPTING_FILE).write_text(
         strict_json.dumps(helper.notes, what="prompting note", indent=1) + "\n")
     metrics = {**metrics, **{k: v for k, v in helper.notes.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+  metrics = {**metrics, **cost.cost_metrics(costs),
+             "wall_seconds": round(time.monotonic() - started, 1)}
   result = _finish(workdir, metrics, records)
   if kind is kinds.Supervised:
     write_lamp_predictions(workdir / LAMP_PREDICTIONS_FILE, task.name, records)
