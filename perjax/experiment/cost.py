@@ -92,5 +92,10 @@ def cell_cost(run_dirs) -> dict:
   from pathlib import Path
   runs = [json.loads((Path(d) / "metrics.json").read_text()) for d in run_dirs
           if (Path(d) / "metrics.json").is_file()]
-  return {k: float(np.mean([m[k] for m in runs])) for k in COST_FIELDS
-          if runs and all(k in m for m in runs)}
+  out = {}
+  for k in COST_FIELDS:
+    if runs and all(k in m for m in runs):
+      mean = float(np.mean([m[k] for m in runs]))
+      # counts stay whole numbers where the seeds agree (they do unless one stopped early)
+      out[k] = int(mean) if mean.is_integer() and k not in WALL_FIELDS else round(mean, 1)
+  return out

@@ -4,6 +4,8 @@ per-example inputs, the tokens the training loss scores (`Codec.target_ids`). Ru
 `gold_nll` (the mean per-token negative log-likelihood over all examples' tokens) and
 `gold_ppl` = exp(gold_nll), the standard Persona-Chat metric; it needs one forward pass per
 example and is far less noisy than a metric of a few greedy answers."""
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -12,21 +14,26 @@ from perjax.scoring import target_logprobs
 from perjax.training import batching
 
 
-def gold_rows(codec, prompts, targets) -> list[tuple[list, list]]:
-  """(ids, loss_mask) per example: the prompt as the answer was generated from (cut to fit the
-  model's context, room kept for the target), then the target's tokens and EOS."""
+def gold_rows(codec, prompts, targets, reserve: int) -> list[tuple[list, list]]:
+  """(ids, loss_mask) per example: the prompt exactly as the answer was generated from (cut to
+  the model's context with the answer's `reserve`), then the target's tokens and EOS, those that
+  fit in the context (all of them unless a long gold follows a prompt that fills it)."""
   generator = codec.generator
   context = generator.config.max_position - generator.prefix_len
-  target_ids = [codec.target_ids(t) for t in targets]
-  # the room the longest target needs, at most half the context (as for generated answers)
-  reserve = min(max((len(t) for t in target_ids), default=1), context // 2)
-  return [batching.pack_example(p, t, context)
-          for p, t in zip(codec.prompt_ids(prompts, reserve=reserve), target_ids)]
+  # the same prompts again: their cut was reported when the answers were made
+  with contextlib.redirect_stderr(io.StringIO()):
+    prompt_ids = codec.prompt_ids(prompts, reserve=reserve)
+  rows = []
+  for p, text in zip(prompt_ids, targets):
+    target = codec.target_ids(text)[:max(context - len(p), 1)]
+    rows.append(batching.pack_example(p, target, len(p) + len(target)))
+  return rows
 
 
-def gold_likelihood(codec, prompts, targets, group_ids, batch_size: int, level_ids=None):
+def gold_likelihood(codec, prompts, targets, group_ids, batch_size: int, level_ids=None, *,
+                    reserve: int = 1):
   """([N] summed natural-log likelihood of each gold target, [N] its scored token counts)."""
-  rows = gold_rows(codec, prompts, targets)
+  rows = gold_rows(codec, prompts, targets, reserve)
   # the tokens sequence_logprobs counts: each predicted from the one before it
   tokens = np.array([sum(mask[1:]) for _, mask in rows], np.int64)
   logprobs = target_logprobs(codec.generator, rows, group_ids=group_ids, level_ids=level_ids,

@@ -69,8 +69,10 @@ class Supervised:
       for r, probs in zip(records, predict.label_probs(scores, task.labels)):
         r["label_probs"] = probs
     if settings.gold_likelihood:  # the gold target's likelihood under the same prompt and row
-      logprobs, tokens = gold_likelihood(codec, prompts, [e.target for e in examples],
-                                         group_ids, settings.batch_size, level_ids)
+      logprobs, tokens = gold_likelihood(
+          codec, prompts, [e.target for e in examples], group_ids, settings.batch_size,
+          level_ids, reserve=predict.answer_reserve(codec.generator, codec, task.labels,
+                                                    settings))
       metrics = {**metrics, **gold_metrics(logprobs, tokens)}
       for r, lp, n in zip(records, logprobs, tokens):
         r["gold_logprob"], r["gold_tokens"] = float(lp), int(n)
