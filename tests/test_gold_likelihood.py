@@ -66,6 +66,16 @@ def test_a_run_records_gold_likelihood_and_training_lowers_it(tmp_path):
     assert metrics["gold_nll"] == pytest.approx(nll)
     assert metrics["gold_ppl"] == pytest.approx(math.exp(nll))
     runs[method] = metrics
+    if method == "zero_shot":  # the records against a forward pass of the same base model
+      from perjax.experiment.runner import load_model
+      model, tokenizer = load_model(config, None)
+      codec = Codec(Generator(model, tokenizer))
+      for r in records[:2]:
+        [prompt] = codec.prompt_ids([Prompt(r["prompt"], r["system"])])
+        target = codec.target_ids(r["target"])
+        assert r["gold_tokens"] == len(target)
+        assert r["gold_logprob"] == pytest.approx(_reference(model, prompt, target, 0),
+                                                  rel=1e-4, abs=1e-4)
   assert runs["lora"]["gold_ppl"] < runs["zero_shot"]["gold_ppl"]
 
 

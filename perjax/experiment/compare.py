@@ -38,7 +38,8 @@ def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
   b = [{i: r[i] for i in ids} for r in b]
   first = next(d for d in Path(sweep_dir).iterdir() if d.is_dir() and cell_of(d.name) == cell_a)
   golds = {r["id"]: r.get("target") for r in read_records(first) if r["id"] in set(ids)}
-  metrics = [m for m in json.loads((first / "metrics.json").read_text()) if "/" not in m]
+  metrics = [m for m, v in json.loads((first / "metrics.json").read_text()).items()
+             if "/" not in m and isinstance(v, (int, float))]  # not a stage's nested record
   gold = {}  # the gold metrics' (gold_logprob, gold_tokens) per seed, where both recorded them
   if any(m in stats.GOLD_METRICS for m in metrics):
     gold = {k: [{i: r[i] for i in ids} for r in cell_runs(sweep_dir, c, stats.gold_likelihood_of)]

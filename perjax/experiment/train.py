@@ -47,6 +47,8 @@ def train(model, rows, group_ids, make_batch, objective, num_groups: int,
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
   fit_idx, dev_idx = holdout(len(rows), early_stop.fraction if early_stop else 0.0,
                              settings.seed)
+  if not len(dev_idx):  # a single example: nothing to hold out, so no early stopping
+    early_stop = None
 
   def batch_of(idx, accum):
     batch = make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
