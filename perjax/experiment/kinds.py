@@ -72,7 +72,7 @@ class Supervised:
       logprobs, tokens = gold_likelihood(
           codec, prompts, [e.target for e in examples], group_ids, settings.batch_size,
           level_ids, reserve=predict.answer_reserve(codec.generator, codec, task.labels,
-                                                    settings))
+                                                    settings, task.label_sets))
       metrics = {**metrics, **gold_metrics(logprobs, tokens)}
       for r, lp, n in zip(records, logprobs, tokens):
         r["gold_logprob"], r["gold_tokens"] = float(lp), int(n)

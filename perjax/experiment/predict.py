@@ -210,11 +210,12 @@ def predict_with_scores(generator, codec, prompts, group_ids, labels, settings: 
   return outputs, [to_label(o, labels) if labels else o.strip() for o in outputs], None
 
 
-def answer_reserve(generator, codec, labels, settings: EvalSettings) -> int:
+def answer_reserve(generator, codec, labels, settings: EvalSettings,
+                   label_sets: bool = False) -> int:
   """The room for the answer the prediction mode keeps when it cuts a prompt to the context
   (`generate`, `rank_labels`): with the same reserve, a prompt is cut exactly as it was for the
-  answer."""
-  mode = settings.mode
+  answer. Label sets are always generated (`predict_with_scores`)."""
+  mode = "generate" if label_sets else settings.mode
   if mode == "auto":
     mode = "label_likelihood" if labels else "generate"
   if mode in ("label_likelihood", "label_median") and labels:
