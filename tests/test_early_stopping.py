@@ -123,3 +123,19 @@ def test_the_task_stage_of_an_oppu_run_stops_by_its_held_out_loss(shared_data, t
   assert all(np.isfinite(l) for _, l in record["history"])
   assert metrics["train_steps"] == 2  # the users' own stage: no early stopping
   assert not (tmp_path / early_stopping.RECORD_FILE).exists()
+
+
+def test_which_stages_stop_early():
+  from perjax.experiment import config as cfg
+  from perjax.experiment.cost import early_stop_of
+  from perjax.experiment.protocol import Stage
+  task, own = Stage([], ("lora@global",), "task_stage"), Stage([], ("lora",))
+  config = cfg.defaults()
+  assert early_stop_of(config, task) is None  # fraction 0: off
+  config.train.early_stop_fraction = 0.1
+  assert early_stop_of(config, task) == EarlyStop(0.1, 10, 3)
+  assert early_stop_of(config, own) is None  # train_split run, task_stage only
+  config.train.early_stop_stages = "train_split"
+  assert early_stop_of(config, own) == EarlyStop(0.1, 10, 3)
+  config.train.on = "own_history"  # the users' own histories are never held out
+  assert early_stop_of(config, own) is None
