@@ -1,4 +1,5 @@
-"""Log-likelihood of fixed continuations (a task's labels) after each prompt, jitted.
+"""Log-likelihood of fixed continuations (a task's labels) after each prompt, and of each
+prompt's own target (`target_logprobs`: the gold output), jitted.
 
 Ranking a closed label set by likelihood is how small LMs are usually scored on classification:
 the answer is always a label, and it is the answer the LM loss was trained to produce. Each
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm.auto import tqdm
 
 from perjax.generation import bucket_length, left_pad
 from perjax.models.personal import per_example_array
@@ -76,3 +78,39 @@ def continuation_logprobs(generator, prompts: Sequence[Sequence[int]],
                     ids, mask, groups, levels, cont, cont_mask)
     out.append(np.asarray(scores)[:len(chunk)])
   return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _rows_logprobs(graphdef, state, rows):
+  from perjax.training.objectives import sequence_logprobs
+  return sequence_logprobs(nnx.merge(graphdef, state), rows)
+
+
+def target_logprobs(generator, rows: Sequence[tuple[list, list]], *, group_ids=None,
+                    level_ids=None, batch_size: int = 8) -> np.ndarray:
+  """[N] summed log p(target | prompt) of `(ids, loss_mask)` rows (a prompt then its own
+  target, as `batching.pack_example` packs them), each with its group's personal parameters:
+  one full forward pass per row, the loss's `sequence_logprobs`. Rows are batched by length,
+  right-padded to a bucketed length and to a fixed batch size (filler rows dropped), so a few
+  programs serve a whole evaluation."""
+  from perjax.bounded_inputs import length_batches
+  from perjax.training import batching
+  n = len(rows)
+  group_ids = np.zeros((n,), np.int32) if group_ids is None else np.asarray(group_ids, np.int32)
+  pad = generator.config.pad_token_id
+  out = np.zeros((n,), np.float64)
+  for batch in tqdm(length_batches([len(r[0]) for r in rows], batch_size, generator.bucket),
+                    desc="gold likelihood", dynamic_ncols=True):
+    T = bucket_length(max(len(rows[i][0]) for i in batch), generator.bucket)
+    chunk = [tuple(rows[i]) + (int(group_ids[i]),) for i in batch]
+    chunk += [([], [], 0)] * (batch_size - len(chunk))  # filler rows, dropped below
+    packed = {k: v[0] for k, v in batching.make_batch(chunk, T, pad).items()}
+    if level_ids:  # filler rows read row 0 (and zero inputs)
+      packed["level_ids"] = {}
+      for level, ids_of in level_ids.items():
+        values = per_example_array(ids_of)
+        packed["level_ids"][level] = np.zeros((batch_size,) + values.shape[1:], values.dtype)
+        packed["level_ids"][level][:len(batch)] = values[batch]
+    scores = _rows_logprobs(generator.graphdef, generator.state, packed)
+    out[batch] = np.asarray(scores, np.float64)[:len(batch)]
+  return out

@@ -12,6 +12,7 @@ sum over any resample gives that resample's full metric exactly:
 | preference_accuracy | [chosen score > rejected score] | sum / n |
 | f1 (macro) | per label: [tp, predicted, gold] | mean over the label list of 2 tp / (predicted + gold) |
 | multilabel_f1 | [tp, predicted, gold] summed over labels | 2 tp / (predicted + gold), 1 if both 0 |
+| gold_nll / gold_ppl | [-log p(gold), gold tokens] | sum_0 / sum_1 (token-weighted), exp of it |
 
 So macro F1 is not averaged per example: each resample recomputes the whole metric. Any other
 metric (bleu, a plugin's) is recomputed by perjax.metrics on each resample's lists (slower).
@@ -24,7 +25,9 @@ is the share of resamples in which A is not better, (1 + count) / (1 + resamples
 
 Predictions are given per seed: a list of runs, each a list aligned with `golds` or a
 {example id: prediction} map when `golds` is such a map. For preference_accuracy a
-prediction is a (chosen score, rejected score) pair and golds may be None.
+prediction is a (chosen score, rejected score) pair and golds may be None; for gold_nll and
+gold_ppl it is a record's (gold_logprob, gold_tokens) pair (`gold_likelihood_of`), so a
+resample's perplexity is the corpus-level one of its examples, not a mean of per-example ones.
 """
 import collections
 import dataclasses
@@ -35,7 +38,10 @@ import numpy as np
 from perjax.errors import DataError
 from perjax.metrics import compute_metrics, parse_rating, rouge
 
-LOWER_IS_BETTER = frozenset({"MAE", "RMSE"})
+# the gold output's mean per-token negative log-likelihood under the run's model, and its
+# perplexity (experiment/gold_likelihood.py): predictions are (gold_logprob, gold_tokens) pairs
+GOLD_METRICS = ("gold_nll", "gold_ppl")
+LOWER_IS_BETTER = frozenset({"MAE", "RMSE", *GOLD_METRICS})
 _MEAN_METRICS = ("accuracy", "MAE", "rouge-1", "rouge-L", "preference_accuracy")
 
 
@@ -73,6 +79,8 @@ def contributions(metric: str, golds: Sequence[Any], preds: Sequence[Any],
     return np.array([[rouge([g], [p])[metric]] for g, p in zip(golds, preds)], np.float64)
   if metric == "preference_accuracy":
     return np.array([[float(c) > float(r)] for c, r in preds], np.float64)
+  if metric in GOLD_METRICS:
+    return np.array([[-float(lp), float(tokens)] for lp, tokens in preds], np.float64)
   if metric == "f1":
     if not labels:
       raise DataError("f1 needs the task's label list")
@@ -96,6 +104,9 @@ def _from_sums(metric: str, sums: np.ndarray, n: int) -> np.ndarray:
     return sums[..., 0] / n
   if metric == "RMSE":
     return np.sqrt(sums[..., 0] / n)
+  if metric in GOLD_METRICS:
+    nll = sums[..., 0] / np.maximum(sums[..., 1], 1.0)
+    return nll if metric == "gold_nll" else np.exp(nll)
   if metric == "f1":
     tp, pred, gold = np.split(sums, 3, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -262,6 +273,19 @@ def prediction_of(record: Mapping) -> Any:
   raise DataError(f"prediction record {record.get('id')!r} has no prediction")
 
 
+def gold_likelihood_of(record: Mapping) -> tuple[float, int]:
+  """A Supervised prediction record's (gold_logprob, gold_tokens): the prediction of the
+  gold_nll and gold_ppl metrics."""
+  if "gold_logprob" not in record:
+    raise DataError(f"prediction record {record.get('id')!r} has no gold_logprob "
+                    "(eval.gold_likelihood=False?)")
+  return (record["gold_logprob"], record["gold_tokens"])
+
+
+def has_gold_likelihood(records: Sequence[Mapping]) -> bool:
+  return bool(records) and all("gold_logprob" in r for r in records)
+
+
 def per_user_table(records: Sequence[Mapping], golds: Mapping[str, Any] | None = None,
                    metrics: Sequence[str] = ("accuracy",),
                    labels: Sequence[str] | None = None) -> list[dict]:
@@ -278,6 +302,7 @@ def per_user_table(records: Sequence[Mapping], golds: Mapping[str, Any] | None =
     preds = [prediction_of(r) for r in mine]
     row = {"user_id": user, "examples": len(mine)}
     for m in metrics:
-      row[m] = _Scorer(m, gold, preds, labels).full()
+      row[m] = _Scorer(m, gold, [gold_likelihood_of(r) for r in mine] if m in GOLD_METRICS
+                       else preds, labels).full()
     rows.append(row)
   return rows

@@ -22,6 +22,23 @@ def quickstart_sweep(*adds: str) -> str:
           "def sweep(add):\n" + "".join(f"  {a}\n" for a in adds))
 
 
+def same_run_outputs(a, b) -> None:
+  """Two run folders hold the same predictions and metrics, the measured wall time aside
+  (`cost.deterministic`: it is the one field two runs of a config never share)."""
+  import json
+  from perjax.experiment.cost import deterministic
+  a, b = Path(a), Path(b)
+  assert (a / "predictions.jsonl").read_bytes() == (b / "predictions.jsonl").read_bytes()
+  metrics = [deterministic(json.loads((d / "metrics.json").read_text())) for d in (a, b)]
+  assert metrics[0] == metrics[1], metrics
+
+
+def task_metrics(metrics: dict) -> set:
+  """The metric names of a run less what it cost (`cost.COST_FIELDS`, e.g. train_steps)."""
+  from perjax.experiment.cost import COST_FIELDS
+  return {k for k in metrics if k not in COST_FIELDS}
+
+
 def cli_overrides(extra=None) -> list[str]:
   return [f"--config.{k}={v}" for k, v in {**TINY, **(extra or {})}.items()]
 

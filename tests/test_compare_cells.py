@@ -34,3 +34,20 @@ def test_an_unknown_cell_names_the_cells_there(tmp_path):
   write_run(tmp_path / "method=a,granularity=user,seed=0", ["1"], ["1"])
   with pytest.raises(DataError, match=r"no finished run of cell 'method=c'.*method=a"):
     compare(tmp_path, "method=c", "method=a,granularity=user")
+
+
+def test_gold_perplexity_is_compared_and_cost_is_not(tmp_path):
+  for cell, logprob in (("method=a,granularity=user", -2.0), ("method=b,granularity=user", -4.0)):
+    folder = tmp_path / f"{cell},seed=0"
+    folder.mkdir(parents=True)
+    rows = [{"id": f"e{i}", "prediction": "x", "target": "x", "gold_tokens": 2,
+             "gold_logprob": logprob - 0.01 * i} for i in range(30)]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "metrics.json").write_text(json.dumps({
+        "accuracy": 1.0, "gold_ppl": 0.0, "wall_seconds": 3.0, "train_steps": 5,
+        "early_stopping": {"task_stage": {"kept_step": 2}}}))
+  rows = compare(tmp_path, "method=a,granularity=user", "method=b,granularity=user", n=200)
+  by_metric = {r["metric"]: r for r in rows}
+  assert set(by_metric) == {"accuracy", "gold_ppl"}
+  gold = by_metric["gold_ppl"]
+  assert gold["a"] < gold["b"] and gold["p"] < 0.02  # lower perplexity: a is the better cell

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF, require_dsp_data
+from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF, require_dsp_data, task_metrics
 from perjax import experiment
 from perjax.errors import ConfigError
 from perjax.method import Method, compose, register
@@ -71,10 +71,11 @@ def test_method_runs_at_every_granularity(name, granularity, tmp_path_factory):
   tiny = TINY_PREF if method.pairwise else TINY
   # beside the task's metrics: the numbers a prompting method reports (also in prompting.json)
   notes = workdir / "prompting.json"
-  reported = set(metrics) - set(json.loads(notes.read_text()) if notes.exists() else {})
+  reported = task_metrics(metrics) - set(json.loads(notes.read_text()) if notes.exists() else {})
   # a preference task also reports the accuracy per persona (DSP: per domain)
   reported = {k.split("/")[0] for k in reported}
-  assert reported == ({"preference_accuracy"} if method.pairwise else {"accuracy", "f1"})
+  assert reported == ({"preference_accuracy"} if method.pairwise
+                      else {"accuracy", "f1", "gold_nll", "gold_ppl"})
   assert len(rows) == tiny["data.max_test"]
   # every row records the messages exactly as sent: the user message and the system message
   assert all(r["prompt"] and "system" in r for r in rows)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiment_tiny import SPEC, TINY
+from experiment_tiny import SPEC, TINY, task_metrics
 from perjax import experiment, scoring
 from perjax.data import load_dataset
 from perjax.errors import ConfigError
@@ -54,7 +54,7 @@ def test_label_likelihood_run_predicts_labels(tmp_path):
   config = experiment.load_config(SPEC, {**TINY, "method": "lora",
                                          "predict.mode": "label_likelihood"})
   metrics = experiment.train_and_evaluate(config, tmp_path)
-  assert set(metrics) == {"accuracy", "f1"}
+  assert task_metrics(metrics) == {"accuracy", "f1", "gold_nll", "gold_ppl"}
   preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
   labels = set(load_dataset(config.data.name, **config.data.params.to_dict()).labels)
   assert len(preds) == TINY["data.max_test"]

@@ -3,6 +3,8 @@ against zero_shot, trivial baselines as rows, and per_user.csv in every run."""
 import csv
 import json
 
+import pytest
+
 from experiment_tiny import QUICKSTART, cli_overrides
 from perjax.cli import main
 from perjax.data import load_dataset
@@ -17,14 +19,19 @@ def sweep(add):
 """
 
 
-def _fake_run(folder, examples, right_every):
-  """A finished run's predictions.jsonl: right on every `right_every`-th example, else wrong."""
+def _fake_run(folder, examples, right_every, gold_logprob=None, cost=None):
+  """A finished run's predictions.jsonl: right on every `right_every`-th example, else wrong;
+  each gold target of 2 tokens with `gold_logprob` where given; `cost` its metrics.json."""
   folder.mkdir(parents=True)
   with open(folder / "predictions.jsonl", "w") as f:
     for i, e in enumerate(examples):
       pred = e.target if i % right_every == 0 else ("red" if e.target != "red" else "blue")
+      gold = {} if gold_logprob is None else {"gold_logprob": gold_logprob - 0.1 * (i % 3),
+                                              "gold_tokens": 2}
       f.write(json.dumps({"id": e.id, "user_id": e.user_id, "prediction": pred,
-                          "target": e.target}) + "\n")
+                          "target": e.target, **gold}) + "\n")
+  if cost is not None:
+    (folder / "metrics.json").write_text(json.dumps(cost))
 
 
 def test_seeded_rows_mark_a_significant_difference(tmp_path):
@@ -59,6 +66,32 @@ def test_seeded_rows_mark_a_significant_difference(tmp_path):
   assert {float(r["accuracy"]) for r in per_user} == {1.0}
 
 
+def test_seeded_rows_test_gold_perplexity_and_report_cost(tmp_path):
+  """gold_ppl, lower being better: a cell whose gold targets are likelier is marked; each cell's
+  row gives its runs' mean cost; the trivial baselines have no gold likelihood."""
+  config = cfg.load(f"{QUICKSTART}:smoke", {})
+  task = load_dataset(config.data.name, **config.data.params.to_dict())
+  examples = task.splits[config.eval.split]
+  cells = []
+  for method, logprob, seconds in (("zero_shot", -6.0, (1.0, 1.0)), ("lora", -2.0, (10.0, 20.0))):
+    dirs = [tmp_path / f"{method}-{s}" for s in range(2)]
+    for d, wall in zip(dirs, seconds):
+      _fake_run(d, examples, 2, logprob - 0.2 * (d.name[-1] == "1"),
+                {"accuracy": 0.5, "wall_seconds": wall, "train_steps": 4,
+                 "train_examples_seen": 32})
+    cells.append(({"run": method, "method": method, "granularity": "user"}, dirs))
+  rows, marks = seeded_rows(cells, config, n=200)
+  zero, lora = rows[0], rows[1]
+  nll = lambda lp: -(sum(lp - 0.1 * (i % 3) for i in range(len(examples))) / (2 * len(examples)))
+  assert zero["gold_nll_mean"] == pytest.approx((nll(-6.0) + nll(-6.2)) / 2)
+  assert lora["gold_ppl_mean"] < zero["gold_ppl_mean"]
+  assert lora["gold_ppl_p"] < 0.05 and (1, "gold_ppl_mean") in marks
+  assert lora["wall_seconds"] == 15.0 and lora["train_examples_seen"] == 32
+  assert all("gold_nll_mean" not in r for r in rows if r["method"].startswith("baseline:"))
+  per_user = list(csv.DictReader(open(tmp_path / "lora-0" / "per_user.csv")))
+  assert "gold_ppl" in per_user[0]
+
+
 def test_sweep_with_seeds_end_to_end(tmp_path):
   path = tmp_path / "two_cells.py"
   path.write_text(SWEEP)
@@ -71,8 +104,9 @@ def test_sweep_with_seeds_end_to_end(tmp_path):
                    (("rag", "user"), ("zero_shot", "global")) for s in (0, 1)]
   assert all((out / n / "per_user.csv").is_file() for n in names)
   rows = list(csv.DictReader(open(out / "results.csv")))
-  for m in ("accuracy", "f1"):
+  for m in ("accuracy", "f1", "gold_nll", "gold_ppl"):
     assert {f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"} <= set(rows[0])
+  assert float(rows[0]["wall_seconds"]) > 0 and rows[0]["train_examples_seen"] == "0"
   assert rows[0]["method"] == "zero_shot" and rows[0]["seeds"] == "2"
   assert any(r["method"] == "baseline:user_majority" for r in rows)
   table = (out / "results.md").read_text()

@@ -22,6 +22,10 @@ from perjax.registry import GRANULARITIES, METHODS, import_plugins, suggest
 
 ConfigDict = ml_collections.ConfigDict
 
+# train.max_passes' default: passes over its own examples a personal row may get (0: no budget;
+# the stage's `steps` decide). To be chosen on dev across tasks (issue 28).
+MAX_PASSES = 0.0
+
 
 def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   """Every field an experiment has; config files change the ones they need. `plugins` are
@@ -60,14 +64,24 @@ def defaults(plugins: tuple[str, ...] = ()) -> ConfigDict:
   # grad_clip: each group's gradient clipped to this global norm (0: no clipping)
   # log_every: steps between fetches of the step metrics from the device (every step's loss is
   # logged either way; fewer fetches keep the device busy)
+  # max_passes: a stage runs at most this many passes over its examples, so a personal row sees
+  # its own examples at most that often (training/budget.py; 0: no budget, `steps` decides)
+  # early_stop_fraction: of a stage's examples held out to stop it by their loss, measured every
+  # early_stop_every steps, after early_stop_patience evaluations without improvement, keeping
+  # the best step (training/early_stopping.py; 0: off); early_stop_stages: which stages, the
+  # task stage of own_history ("task_stage") or also a train_split run's stage ("train_split")
   c.train = ConfigDict(dict(steps=100, batch_size=8, accum=1, seq_len=128, optimizer="adam",
                             lr=1e-3, weight_decay=0.0, grad_clip=0.0, checkpoint_every=50,
                             log_every=10, on="train_split", task_steps=0, schedule="constant",
-                            warmup=0))
+                            warmup=0, max_passes=MAX_PASSES, early_stop_fraction=0.0,
+                            early_stop_every=10, early_stop_patience=3,
+                            early_stop_stages="task_stage"))
   # max_prompt_tokens: prompts are cut to it (0: to the model's context less the answer)
   # num_beams: beam search for generated answers (1: greedy)
+  # gold_likelihood: generation and label tasks also score the gold target's log-likelihood
+  # under the final prompt and parameters (gold_nll, gold_ppl; one forward pass per example)
   c.eval = ConfigDict(dict(split="test", batch_size=32, max_new_tokens=8, max_prompt_tokens=0,
-                           num_beams=1))
+                           num_beams=1, gold_likelihood=True))
   # generate: greedy text mapped onto the labels; label_likelihood: the most likely label;
   # label_median: the median of the label distribution (numeric labels; least expected MAE);
   # auto: label_likelihood for a task with a label set, else generate

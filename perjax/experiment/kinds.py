@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from perjax.data.schema import PersonalizedExample, PreferenceExample
 from perjax.errors import ConfigError
 from perjax.experiment import best_of_n, predict
+from perjax.experiment.gold_likelihood import gold_likelihood, gold_metrics
 from perjax.metrics import evaluate_task, preference_accuracy
 from perjax.models.personal import per_example_array
 from perjax.registry import Registry
@@ -72,6 +73,14 @@ class Supervised:
     if scores is not None:  # the label distribution, for calibration or another decision rule
       for r, probs in zip(records, predict.label_probs(scores, task.labels)):
         r["label_probs"] = probs
+    if settings.gold_likelihood:  # the gold target's likelihood under the same prompt and row
+      logprobs, tokens = gold_likelihood(
+          codec, prompts, [e.target for e in examples], group_ids, settings.batch_size,
+          level_ids, reserve=predict.answer_reserve(codec.generator, codec, task.labels,
+                                                    settings, task.label_sets))
+      metrics = {**metrics, **gold_metrics(logprobs, tokens)}
+      for r, lp, n in zip(records, logprobs, tokens):
+        r["gold_logprob"], r["gold_tokens"] = float(lp), int(n)
     return metrics, records
 
 

@@ -22,8 +22,12 @@ def read_records(run_dir: Path) -> list[dict]:
 
 
 def write_per_user(run_dir: Path, metrics, labels=None) -> list[dict]:
-  """RUN/per_user.csv: one row per user (user_id, examples, each metric)."""
-  rows = stats.per_user_table(read_records(run_dir), metrics=metrics, labels=labels)
+  """RUN/per_user.csv: one row per user (user_id, examples, each metric, and gold_nll /
+  gold_ppl where the run recorded the gold likelihood)."""
+  records = read_records(run_dir)
+  if stats.has_gold_likelihood(records):
+    metrics = [*metrics, *stats.GOLD_METRICS]
+  rows = stats.per_user_table(records, metrics=metrics, labels=labels)
   with open(Path(run_dir) / PER_USER_FILE, "w", newline="") as f:
     w = csv.DictWriter(f, ["user_id", "examples", *metrics])
     w.writeheader()

@@ -19,7 +19,7 @@ import numpy as np
 
 from perjax import tracking
 from perjax.errors import ConfigError
-from perjax.experiment import kinds, protocol
+from perjax.experiment import cost, kinds, protocol
 from perjax.experiment.encoding import Codec
 from perjax.experiment.example_inputs import example_inputs
 from perjax.experiment.loading import encoder, load_model, personal_builder
@@ -33,6 +33,7 @@ from perjax.per_example import PerExample
 from perjax.pools import Pools
 from perjax.prompting import Prompt, PromptContext
 from perjax.registry import GRANULARITIES
+from perjax.training.early_stopping import holdout
 from perjax.training.loop import train
 from perjax.training.settings import TrainSettings
 
@@ -88,6 +89,7 @@ class EvalInputs:
 class Trained:
   model: object
   rows: np.ndarray  # training examples per row of the run's level (zeros: nothing trained)
+  costs: list  # each stage's cost (experiment/cost.py StageCost), the run's own level last
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,12 +176,13 @@ def prepare_eval(config, recipe, data: RunData, grouping: Grouping, run: RunMode
 
 def fit(config, recipe, data: RunData, grouping: Grouping, run: RunModel,
         workdir: Path) -> Trained:
-  """Trains every stage of `train.on` (protocol.stages); the generator then answers with the
+  """Trains every stage of `train.on` (protocol.stages), each capped by the pass budget and,
+  where configured, stopped by a held-out slice's loss; the generator then answers with the
   trained rows."""
   groups = grouping.groups
   if not recipe.trains:
-    return Trained(run.model, np.zeros(groups.num_groups, np.int64))
-  model = run.model
+    return Trained(run.model, np.zeros(groups.num_groups, np.int64), [])
+  model, costs = run.model, []  # each stage's steps, examples drawn and rows' passes
   for stage in protocol.stages(config.train.on, recipe, data.train, data.fit):
     views = data.kind.views(stage.examples)
     prompts = build_prompts(config, recipe, grouping, views, "train", data.task, run.helper)
@@ -189,15 +192,19 @@ def fit(config, recipe, data: RunData, grouping: Grouping, run: RunModel,
     if stage.folder:
       print(f"{workdir}: training {', '.join(stage.trainable)} on the train split first",
             file=sys.stderr)
+    early_stop = cost.early_stop_of(config, stage)
+    fit_idx, _ = holdout(len(rows), early_stop.fraction if early_stop else 0.0, config.seed)
+    settings = stage_settings(config, stage, len(fit_idx))
     model = train(model, rows, stage_ids, make_batch, recipe.objective, groups.num_groups,
-                  stage_settings(config, stage), workdir / stage.folder,
-                  trainable=stage.trainable,
+                  settings, workdir / stage.folder, trainable=stage.trainable,
                   per_example=per_example_inputs(config, recipe, grouping, views, "train"),
-                  train_base=recipe.train_base)
+                  train_base=recipe.train_base, early_stop=early_stop)
+    costs.append(cost.stage_cost(stage.folder, workdir / stage.folder, settings,
+                                 stage_ids[fit_idx], groups.num_groups))
   model = recipe.finish_training(model, groups.names)  # e.g. adapters merged per user
   run.generator.refresh(model)
   # the run's own rows' stage: what trained the row that answered
-  return Trained(model, np.bincount(stage_ids, minlength=groups.num_groups))
+  return Trained(model, np.bincount(stage_ids[fit_idx], minlength=groups.num_groups), costs)
 
 
 def evaluate(config, recipe, data: RunData, run: RunModel, inputs: EvalInputs,
@@ -207,18 +214,22 @@ def evaluate(config, recipe, data: RunData, run: RunModel, inputs: EvalInputs,
                                         inputs.before, inputs.per_example)
   tracking.current().scalars(config.train.steps if recipe.trains else 0,
                              {f"eval/{k}": v for k, v in metrics.items()})
-  for r in records:  # what trained the row that answered
+  passes = trained.costs[-1].passes if trained.costs else None
+  for r in records:  # what trained the row that answered, and how often it saw them
     r["group_train_examples"] = int(trained.rows[r["group"]])
+    r["group_train_passes"] = round(float(passes[r["group"]]), 4) if passes is not None else 0.0
+  metrics = {**metrics, **cost.cost_metrics(trained.costs)}
   return Evaluation(metrics, records, run.helper.notes)
 
 
-def stage_settings(config, stage) -> TrainSettings:
-  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`."""
+def stage_settings(config, stage, examples: int = 0) -> TrainSettings:
+  """A stage's training settings: the task stage (its own folder) may run `train.task_steps`;
+  a pass budget (`train.max_passes`) caps the steps over the stage's `examples`."""
   settings = TrainSettings.from_config(config)
   task_steps = config.train.get("task_steps", 0)
   if stage.folder and task_steps:
     settings = dataclasses.replace(settings, steps=task_steps)
-  return settings
+  return cost.budgeted(settings, examples)
 
 
 def per_example_inputs(config, recipe, grouping: Grouping, views, split: str) -> PerExample:

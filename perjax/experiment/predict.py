@@ -210,6 +210,20 @@ def predict_with_scores(generator, codec, prompts, group_ids, labels, settings: 
   return outputs, [to_label(o, labels) if labels else o.strip() for o in outputs], None
 
 
+def answer_reserve(generator, codec, labels, settings: EvalSettings,
+                   label_sets: bool = False) -> int:
+  """The room for the answer the prediction mode keeps when it cuts a prompt to the context
+  (`generate`, `rank_labels`): with the same reserve, a prompt is cut exactly as it was for the
+  answer. Label sets are always generated (`predict_with_scores`)."""
+  mode = "generate" if label_sets else settings.mode
+  if mode == "auto":
+    mode = "label_likelihood" if labels else "generate"
+  if mode in ("label_likelihood", "label_median") and labels:
+    return max(len(codec.target_ids(l)) for l in labels)
+  context = generator.config.max_position - generator.prefix_len
+  return cap_new_tokens(settings.max_new_tokens, context, context, name="eval.max_new_tokens")
+
+
 def label_probs(scores, labels) -> list[dict[str, float]]:
   """Per row of [N, L] label log-probs, {label: probability} renormalised over the labels."""
   probs = np.exp(scores - scores.max(axis=1, keepdims=True))

@@ -9,6 +9,7 @@ finished run returns its metrics, an interrupted one resumes from its checkpoint
 """
 import logging
 import sys
+import time
 from pathlib import Path
 
 from perjax import tracking
@@ -46,6 +47,7 @@ def train_and_evaluate(config, workdir) -> dict:
 
 def _run(config, workdir: Path, recipe) -> dict:
   """data -> groups -> model -> fit -> evaluate -> write."""
+  started = time.monotonic()  # the run's cost (experiment/cost.py: wall_seconds)
   data = phases.load_data(config, recipe)
   grouping = phases.group(config, recipe, data)
   print(f"{workdir}: {config.method} @ {config.granularity} ({grouping.groups.num_groups} "
@@ -59,6 +61,7 @@ def _run(config, workdir: Path, recipe) -> dict:
   if distributed_run.is_follower():  # process 0 evaluates and writes (distributed_run)
     return {}
   result = phases.evaluate(config, recipe, data, run, inputs, trained)
-  return outputs.write_run(workdir, data.task, result.metrics, result.records, result.notes,
+  metrics = {**result.metrics, "wall_seconds": round(time.monotonic() - started, 1)}
+  return outputs.write_run(workdir, data.task, metrics, result.records, result.notes,
                            per_user=data.kind is kinds.Supervised)
 

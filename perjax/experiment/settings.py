@@ -10,6 +10,8 @@ class EvalSettings:
   max_new_tokens: int = 8
   num_beams: int = 1  # beam search in generate mode (perjax.beam_search)
   seq_len: int = 128  # preference scoring rows, as in training
+  # supervised tasks: each record also gets log p(gold target | prompt) (gold_likelihood.py)
+  gold_likelihood: bool = True
   # a method's reward model (`perjax.method.RewardModel`): it scores preference pairs instead
   # of the implicit reward, and reranks sampled candidates under mode "best_of_n"
   reward: object = None
@@ -20,4 +22,5 @@ class EvalSettings:
     e = config.eval
     return cls(mode=config.predict.mode, batch_size=e.batch_size,
                max_new_tokens=e.max_new_tokens, num_beams=e.get("num_beams", 1),
-               seq_len=config.train.seq_len, seed=config.seed)
+               seq_len=config.train.seq_len, seed=config.seed,
+               gold_likelihood=e.get("gold_likelihood", True))

@@ -70,6 +70,7 @@ def check_settings(config, *, trains: bool) -> None:
     if "task_steps" in config.train:
       _positive_int(config, "train.task_steps", minimum=0)
     _check_schedule(config)
+    _check_budget(config)
     lr = config.train.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
         or lr <= 0:
@@ -90,6 +91,9 @@ def check_settings(config, *, trains: bool) -> None:
   _positive_int(config, "eval.max_new_tokens")
   if "num_beams" in config.eval:
     _positive_int(config, "eval.num_beams")
+  if not isinstance(config.eval.get("gold_likelihood", True), bool):
+    raise ConfigError(f"eval.gold_likelihood must be true or false, got "
+                      f"{config.eval.gold_likelihood!r}")
   if "max_prompt_tokens" in config.eval:
     _positive_int(config, "eval.max_prompt_tokens", minimum=0)
   for key in ("data.max_train", "data.max_test"):
@@ -112,6 +116,26 @@ def _check_schedule(config) -> None:
     if config.train.warmup >= min(stages):
       raise ConfigError(f"train.warmup ({config.train.warmup}) must be below the steps of every "
                         f"training stage ({min(stages)})")
+
+
+EARLY_STOP_STAGES = ("task_stage", "train_split")
+
+
+def _check_budget(config) -> None:
+  """train.max_passes and the early-stopping fields (configs from before them lack them)."""
+  if "max_passes" in config.train:
+    _non_negative_number(config, "train.max_passes")
+  if "early_stop_fraction" not in config.train:
+    return
+  fraction = config.train.early_stop_fraction
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+      not 0 <= fraction < 1:
+    raise ConfigError(f"train.early_stop_fraction must be in [0, 1) (0: off), got {fraction!r}")
+  _positive_int(config, "train.early_stop_every")
+  _positive_int(config, "train.early_stop_patience")
+  if config.train.early_stop_stages not in EARLY_STOP_STAGES:
+    raise ConfigError(f"train.early_stop_stages must be one of {list(EARLY_STOP_STAGES)}, got "
+                      f"{config.train.early_stop_stages!r}")
 
 
 def _check_optimizer(config) -> None:

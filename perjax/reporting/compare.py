@@ -13,6 +13,7 @@ from pathlib import Path
 
 from perjax import stats
 from perjax.errors import DataError
+from perjax.experiment.cost import COST_FIELDS
 from perjax.experiment.outputs import read_records
 from perjax.experiment.run_name import RunName
 from perjax.reporting.seeded import two_sided_p
@@ -22,14 +23,15 @@ def _cell(run_dir: Path) -> str:
   return RunName.parse(run_dir.name).cell
 
 
-def cell_runs(sweep_dir: Path, cell: str) -> list[dict]:
-  """{id: prediction} per seed of `cell` (its finished runs)."""
+def cell_runs(sweep_dir: Path, cell: str, of=stats.prediction_of) -> list[dict]:
+  """{id: of(record)} per seed of `cell` (its finished runs): the predictions, or another
+  statistic's (stats.gold_likelihood_of)."""
   dirs = sorted(d for d in Path(sweep_dir).iterdir()
                 if d.is_dir() and _cell(d) == cell and (d / "metrics.json").exists())
   if not dirs:
     names = sorted({_cell(d) for d in Path(sweep_dir).iterdir() if d.is_dir()})
     raise DataError(f"no finished run of cell {cell!r} in {sweep_dir}; cells: {names}")
-  return [{r["id"]: stats.prediction_of(r) for r in read_records(d)} for d in dirs]
+  return [{r["id"]: of(r) for r in read_records(d)} for d in dirs]
 
 
 def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
@@ -42,15 +44,23 @@ def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
   b = [{i: r[i] for i in ids} for r in b]
   first = next(d for d in Path(sweep_dir).iterdir() if d.is_dir() and _cell(d) == cell_a)
   golds = {r["id"]: r.get("target") for r in read_records(first) if r["id"] in set(ids)}
-  metrics = [m for m in json.loads((first / "metrics.json").read_text()) if "/" not in m]
+  metrics = [m for m, v in json.loads((first / "metrics.json").read_text()).items()
+             if "/" not in m and isinstance(v, (int, float))]  # not a stage's nested record
+  gold = {}  # the gold metrics' (gold_logprob, gold_tokens) per seed, where both recorded them
+  if any(m in stats.GOLD_METRICS for m in metrics):
+    gold = {k: [{i: r[i] for i in ids} for r in cell_runs(sweep_dir, c, stats.gold_likelihood_of)]
+            for k, c in (("a", cell_a), ("b", cell_b))}
   out = []
   for m in metrics:
+    if m in COST_FIELDS:
+      continue  # what the run cost, not what it scored
+    pa, pb = (gold["a"], gold["b"]) if m in stats.GOLD_METRICS else (a, b)
     try:
-      means = [stats.seed_columns(x, golds, [m], n=2)[f"{m}_mean"] for x in (a, b)]
+      means = [stats.seed_columns(x, golds, [m], n=2)[f"{m}_mean"] for x in (pa, pb)]
     except (KeyError, ValueError):
       continue  # a metric the statistics do not cover (one computed over a whole run)
     out.append({"metric": m, "a": means[0], "b": means[1],
-                "p": two_sided_p(a, b, golds, m, None, n), "seeds_a": len(a),
+                "p": two_sided_p(pa, pb, golds, m, None, n), "seeds_a": len(a),
                 "seeds_b": len(b), "examples": len(ids)})
   return out
 

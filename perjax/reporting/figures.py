@@ -6,12 +6,18 @@ from pathlib import Path
 from perjax.errors import ConfigError
 
 GRANULARITY_ORDER = ("user", "persona", "global")
-LOWER_IS_BETTER = ("mae", "rmse")  # error metrics: the best method has the smallest value
+# error metrics and the gold target's NLL / perplexity: the best method has the smallest value
+LOWER_IS_BETTER = ("mae", "rmse", "gold_nll", "gold_ppl")
 PER_USER_FILE = "per_user.csv"
 
 
+def lower_is_better(metric: str) -> bool:
+  """Whether smaller is better for `metric`, or a seeded table's `metric_mean` column."""
+  return metric.lower().removesuffix("_mean") in LOWER_IS_BETTER
+
+
 def better(metric: str, a: float, b: float) -> bool:
-  return a < b if metric.lower() in LOWER_IS_BETTER else a > b
+  return a < b if lower_is_better(metric) else a > b
 
 
 def technique_of(method: str) -> str:
@@ -54,7 +60,7 @@ def taxonomy_heatmap(ax, rows, metric: str) -> None:
   grid = np.full((len(techniques), len(grans)), np.nan)
   for (t, g), (_, v) in cells.items():
     grid[techniques.index(t), grans.index(g)] = v
-  cmap = "viridis_r" if metric.lower() in LOWER_IS_BETTER else "viridis"
+  cmap = "viridis_r" if lower_is_better(metric) else "viridis"
   image = ax.imshow(grid, cmap=cmap, aspect="auto")
   for (t, g), (method, v) in cells.items():
     ax.text(grans.index(g), techniques.index(t), f"{method}\n{v:.3f}", ha="center",

@@ -5,14 +5,17 @@ each run (box plots of the runs' per_user.csv)."""
 import csv
 from pathlib import Path
 
+from perjax.experiment.cost import COST_FIELDS
 from perjax.reporting import figures
 
 NON_METRIC = ("run", "method", "granularity")
 
 
 def _columns(rows, swept) -> list[str]:
+  # a run's nested records (its early-stopping losses) stay in its metrics.json
   metric_cols = list(dict.fromkeys(k for r in rows for k in r
-                                   if k not in NON_METRIC and k not in swept))
+                                   if k not in NON_METRIC and k not in swept
+                                   and not isinstance(r[k], (dict, list))))
   return ["method", "granularity", *swept, *metric_cols]
 
 
@@ -79,6 +82,7 @@ def write(workdir, rows, swept=(), marks=frozenset()) -> None:
   columns = _columns(rows, list(swept))
   write_csv(workdir / "results.csv", rows, columns)
   (workdir / "results.md").write_text(markdown(rows, columns, marks))
-  metrics = [c for c in columns if c not in NON_METRIC and c not in swept]
+  metrics = [c for c in columns if c not in NON_METRIC and c not in swept
+             and c not in COST_FIELDS]
   if rows and metrics:
     plot(workdir / "results.png", rows, list(swept), metrics[0], workdir)

@@ -10,7 +10,11 @@ target), marked `*` where below 0.05: a method that cannot beat it is not yet pe
 baselines (perjax.baselines) are scored on the same examples and appear as `baseline:NAME`
 rows. All statistics use the examples every run evaluated; runs that evaluated different
 examples (a `data.max_test` draw that follows the seed) are cut to the common ones, with a
-warning.
+warning. Where every run recorded the gold target's likelihood (eval.gold_likelihood), gold_nll
+and gold_ppl get the same columns, a resample's perplexity being recomputed from its examples'
+summed log-likelihoods and tokens (lower is better); the trivial baselines have none. Each
+cell's row also gives what a run of it cost (experiment/cost.py): wall_seconds, train_steps and
+train_examples_seen, means over its seeds.
 """
 import dataclasses
 import sys
@@ -20,6 +24,7 @@ from perjax import stats
 from perjax.baselines import baseline_predictions
 from perjax.data import load_dataset
 from perjax.errors import DataError
+from perjax.experiment.cost import cell_cost
 from perjax.experiment.outputs import read_records, write_per_user
 
 BASELINE_METHOD = "zero_shot"
@@ -58,6 +63,10 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
   golds = {i: first[i].get("target") for i in ids}
   systems = [(keys, [{i: stats.prediction_of(runs[d][i]) for i in ids} for d in dirs])
              for keys, dirs in cells]
+  # {run: [{id: (gold_logprob, gold_tokens)} per seed]} of the cells that recorded them
+  gold = {keys.get("run"): [{i: stats.gold_likelihood_of(runs[d][i]) for i in ids} for d in dirs]
+          for keys, dirs in cells
+          if all(stats.has_gold_likelihood(list(runs[d].values())) for d in dirs)}
   by_id = {e.id: e for e in task.splits[config.eval.split]}
   if "preference_accuracy" not in metrics and all(i in by_id for i in ids):
     sub = dataclasses.replace(task, splits={**task.splits, "_eval": [by_id[i] for i in ids]})
@@ -65,23 +74,32 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
       level = "global" if name.startswith("global") else "user"
       systems.append(({"run": f"baseline:{name}", "method": f"baseline:{name}",
                        "granularity": level}, [preds]))
+  # (row keys, {metric: per-seed predictions}): the gold metrics score other predictions
+  systems = [(keys, {**{m: preds for m in metrics},
+                     **{m: gold[keys.get("run")] for m in stats.GOLD_METRICS
+                        if keys.get("run") in gold}})
+             for keys, preds in systems]
+  costs = {keys.get("run"): cell_cost(dirs) for keys, dirs in cells}
   base = next((p for keys, p in systems if keys["method"] == BASELINE_METHOD), None)
   personal = next((p for keys, p in systems if keys["method"] in PERSONAL_BASELINES), None)
   rows, marks = [], set()
   for keys, preds in systems:
-    row, columns = dict(keys), stats.seed_columns(preds, golds, metrics, labels=labels, n=n)
-    for m in metrics:
+    row, columns = dict(keys), {}
+    for m, p in preds.items():
+      columns.update(stats.seed_columns(p, golds, [m], labels=labels, n=n))
+    for m in preds:
       row.update({f"{m}_{s}": columns[f"{m}_{s}"] for s in ("mean", "std", "ci_low", "ci_high")})
-      if base is None:
+      if base is None or m not in base:
         continue
       row[f"{m}_p"] = "" if keys["method"] == BASELINE_METHOD else \
-          two_sided_p(preds, base, golds, m, labels, n)
+          two_sided_p(preds[m], base[m], golds, m, labels, n)
       if row[f"{m}_p"] != "" and row[f"{m}_p"] < ALPHA:
         marks.add((len(rows), f"{m}_mean"))
-      if personal is not None and not keys["method"].startswith("baseline:"):
-        row[f"{m}_p_user"] = two_sided_p(preds, personal, golds, m, labels, n)
+      if personal is not None and m in personal and not keys["method"].startswith("baseline:"):
+        row[f"{m}_p_user"] = two_sided_p(preds[m], personal[m], golds, m, labels, n)
         if row[f"{m}_p_user"] < ALPHA:
           marks.add((len(rows), f"{m}_p_user"))
     row["seeds"], row["examples"] = columns["seeds"], len(ids)
+    row.update(costs.get(keys.get("run"), {}))  # mean wall time and examples seen per run
     rows.append(row)
   return rows, marks

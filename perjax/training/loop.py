@@ -22,6 +22,7 @@ from perjax.training.settings import TrainSettings
 from perjax.per_example import PerExample
 from perjax.training import optim
 from perjax.training.across_processes import AcrossProcesses
+from perjax.training.early_stopping import EarlyStop, EarlyStopper, holdout, held_out_loss
 from perjax.training.placement import placement
 from perjax.training.step import init_train_state, make_train_step, merge_model
 
@@ -39,28 +40,39 @@ def step_examples(n: int, step: int, per_step: int, seed: int) -> list[int]:
 
 def train(model, rows, group_ids, make_batch, objective, num_groups: int,
           settings: TrainSettings, workdir, *, trainable=None,
-          per_example: PerExample | None = None, train_base: bool = False):
+          per_example: PerExample | None = None, train_base: bool = False,
+          early_stop: EarlyStop | None = None):
   """Trains `model`'s personal parameters for `settings.steps` steps on `rows` (one per
   example, with its group in `group_ids`; `make_batch(items, seq_len, pad_id, accum)` turns
   `row + (group,)` items into a batch), resuming from the workdir's latest checkpoint. Returns
   the trained model. `trainable` names the personal modules to train (None: all);
   `per_example`: the examples' groups at the levels other modules sit at, and their modules'
-  inputs; `train_base` trains the base weights too (full fine-tuning)."""
+  inputs; `train_base` trains the base weights too (full fine-tuning); `early_stop` holds a
+  slice of the rows out and stops by its loss (training/early_stopping.py)."""
   if not len(rows):
     raise ConfigError("this method trains personal parameters, but it has no training examples")
   pad, per_step = model.config.pad_token_id, settings.batch_size * settings.accum
   model_inputs = per_example.for_model() if per_example else {}
+  fit_idx, dev_idx = holdout(len(rows), early_stop.fraction if early_stop else 0.0,
+                             settings.seed)
+  if not len(dev_idx):  # a single example: nothing to hold out, so no early stopping
+    early_stop = None
 
-  def batch_at(s):
-    idx = step_examples(len(rows), s, per_step, settings.seed)
+  def batch_of(idx, accum):
     batch = make_batch([tuple(rows[i]) + (int(group_ids[i]),) for i in idx], settings.seq_len,
-                       pad, settings.accum)
+                       pad, accum)
     if model_inputs:
-      batch["level_ids"] = {k: _micro(v[idx], settings.accum) for k, v in model_inputs.items()}
+      batch["level_ids"] = {k: _micro(v[idx], accum) for k, v in model_inputs.items()}
     return batch
 
+  batch_at = lambda s: batch_of(fit_idx[step_examples(len(fit_idx), s, per_step, settings.seed)],
+                                settings.accum)
+  dev = None
+  if early_stop:  # the held-out rows in batches of one micro-batch each
+    bs = settings.batch_size
+    dev = [batch_of(dev_idx[i:i + bs], 1) for i in range(0, len(dev_idx), bs)]
   return fit(model, objective, batch_at, num_groups, settings, workdir, trainable=trainable,
-             train_base=train_base)
+             train_base=train_base, early_stop=early_stop, dev_batches=dev)
 
 
 def _micro(a, accum: int):
@@ -100,8 +112,10 @@ class _Unlogged:
 
 
 def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, workdir, *,
-        trainable=None, train_base: bool = False):
-  """The training loop: `batch_at(step)` gives step's batch; returns the trained model."""
+        trainable=None, train_base: bool = False, early_stop: EarlyStop | None = None,
+        dev_batches=None):
+  """The training loop: `batch_at(step)` gives step's batch; returns the trained model. With
+  `early_stop`, the loss on `dev_batches` decides when to stop and which step to keep."""
   tc = settings
   lr = optim.learning_rate(tc.lr, tc.schedule, tc.steps, tc.warmup)
   tx = optim.make_optimizer(tc.optimizer, lr, weight_decay=tc.weight_decay,
@@ -127,22 +141,36 @@ def fit(model, objective, batch_at, num_groups: int, settings: TrainSettings, wo
     state = ckpt.resume(state)
     start = int(state.step)
     key = jax.random.key(tc.seed)
+    stopper = None
+    if early_stop:
+      dev_loss = held_out_loss(graphdef, objective, dev_batches, num_groups, key)
+      stopper = EarlyStopper(early_stop, workdir, tc.steps,
+                             lambda st: dev_loss(st if spread is None else spread.local(st)))
+      stopper.begin(start, state)
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="train",
                dynamic_ncols=True, disable=jax.process_index() != 0)
     unlogged = _Unlogged(lr, bar, workdir)
     next_batch = prefetch.submit(placed_batch, start) if start < tc.steps else None
     for s in bar:
+      if stopper is not None and stopper.stopped:
+        break
       batch, groups_present = next_batch.result()
       if s + 1 < tc.steps:  # built while this step runs
         next_batch = prefetch.submit(placed_batch, s + 1)
       rng = jax.random.fold_in(key, s)
       state, metrics = step_fn(state, batch, rng if spread is None else spread.key(rng))
       unlogged.add(s, metrics, groups_present)
-      saving = (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps
+      # an early-stopping evaluation step is a checkpoint step
+      saving = (s + 1) % tc.checkpoint_every == 0 or s + 1 == tc.steps or \
+          (stopper is not None and stopper.due(s + 1))
       if saving or (s + 1) % tc.log_every == 0:
         unlogged.flush(ckpt.latest_step())
       if saving:
         if not _all_finite(state):  # an update can overflow after a finite loss
           raise TrainingDiverged(s + 1, "the parameters became non-finite", ckpt.latest_step())
         ckpt.save(state, force=True)
+        if stopper is not None:
+          stopper.after_checkpoint(s + 1, state)
+    if stopper is not None:  # the best evaluation's parameters, not the last ones
+      state = stopper.best(state)
   return merge_model(graphdef, state if spread is None else spread.local(state))

@@ -19,6 +19,7 @@ class TrainSettings:
   log_every: int = 10  # steps between fetches of the metrics from the device (all are logged)
   seed: int = 0
   mesh: str = ""  # a sharding.parse_mesh spec over every device ("": data parallel over all)
+  max_passes: float = 0.0  # the stage's budget of passes over its examples (0: none)
 
   @classmethod
   def from_config(cls, config) -> "TrainSettings":
@@ -27,4 +28,5 @@ class TrainSettings:
                lr=t.lr, weight_decay=t.get("weight_decay", 0.0),
                grad_clip=t.get("grad_clip", 0.0), schedule=t.get("schedule", "constant"),
                warmup=t.get("warmup", 0), accum=t.accum, checkpoint_every=t.checkpoint_every,
-               log_every=t.get("log_every", 10), seed=config.seed, mesh=config.get("mesh", ""))
+               log_every=t.get("log_every", 10), seed=config.seed, mesh=config.get("mesh", ""),
+               max_passes=t.get("max_passes", 0.0))
