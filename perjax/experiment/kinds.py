@@ -63,9 +63,9 @@ class Supervised:
   def evaluate(generator, codec, prompts, examples, group_ids, task, split, settings, state,
                per_example=None):
     del state
+    level_ids = _model_inputs(per_example)
     outputs, preds, scores = predict.predict_with_scores(
-        generator, codec, prompts, group_ids, task.labels, settings, _model_inputs(per_example),
-        task.label_sets)
+        generator, codec, prompts, group_ids, task.labels, settings, level_ids, task.label_sets)
     metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "output": o, "prediction": p, "target": e.target}
