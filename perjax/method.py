@@ -31,9 +31,9 @@ from perjax.data.schema import PersonalizedExample
 from perjax.errors import ConfigError
 from perjax.models.personal import ModuleSpec
 from perjax.prompting import Prompt, PromptContext, apply_prompts
-from perjax.registry import METHODS, MethodInfo, calling_module, load_plugins
+from perjax.registry import METHODS, OBJECTIVES, MethodInfo, calling_module, load_plugins
 from perjax.taxonomy import Granularity, Technique, parse_granularity
-from perjax.training import objectives
+from perjax.training import objectives, preference  # noqa: F401  (preference registers)
 
 
 PromptFn = Callable[[Sequence[PersonalizedExample], list[str], PromptContext],
@@ -94,6 +94,12 @@ def register(method: Method) -> Method:
 
 
 lm_objective = objectives.lm_loss  # the default: LM loss on the targets, mean per group
+
+
+def objective_named(name: str) -> ObjectiveFn:
+  """A shared training objective by its registered name (`OBJECTIVES`, e.g. "dpo_pair_loss"),
+  for a method's `objective` slot."""
+  return OBJECTIVES.get(name)
 
 
 @dataclasses.dataclass(frozen=True)

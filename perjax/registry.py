@@ -1,5 +1,5 @@
 """Named registries: one per kind of plugin (method, granularity, dataset, retriever, metric,
-optimizer, model), and the discovery of plugin modules.
+optimizer, model, objective), and the discovery of plugin modules.
 
 Every kind registers the same way, as a decorator or as a call:
 
@@ -124,14 +124,16 @@ MODELS = Registry("model")
 RETRIEVERS = Registry("retriever")
 METRICS = Registry("metric")
 OPTIMIZERS = Registry("optimizer")
+OBJECTIVES = Registry("objective")  # training losses shared by methods (perjax.training.preference)
 
-_PLUGIN_PACKAGES = ("granularity", "methods")
+_PLUGIN_PACKAGES = ("perjax.granularities", "perjax.methods")  # perjax/shipped.py
 _loaded = False
 
 
 def load_plugins() -> None:
-  """Imports the built-in data sets and every module of the `granularity` and `methods`
-  packages, so they register.
+  """Imports the built-in data sets and every module of the shipped plugin packages,
+  `perjax.granularities` and `perjax.methods` (the folders granularity/ and methods/), so they
+  register.
 
   The core never imports a method by name; it discovers them here.
   """

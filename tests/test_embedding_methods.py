@@ -11,8 +11,8 @@ from flax import nnx
 
 import engine_tiny as et
 from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF, require_dsp_data
-from methods.user_encoder import HISTORY, MASK, QUERY, UserEncoder, example_inputs
-from methods.user_model import UserModel
+from perjax.methods.user_encoder import HISTORY, MASK, QUERY, UserEncoder, example_inputs
+from perjax.modules.user_embedding import UserModel
 from perjax import checkpoint, experiment
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem
 from perjax.errors import ConfigError

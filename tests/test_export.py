@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from methods.lora import LoRA
+from perjax.modules.lora import LoRA
 from perjax.checkpoint import export_group, load_groups
 from perjax.cli import main
 from perjax.errors import ConfigError
