@@ -20,7 +20,6 @@ from perjax.export.finished_run import open_run, row_tables, select
 from perjax.models.personal import LowRankDelta, OptionsMismatch, Personal, PersonalModule
 
 FORMATS = ("peft", "merged", "perjax", "base")
-IMPORTED_MODULE = "lora"  # the module name a `method=lora` run gives its adapter
 
 
 def _lora_rows(name, module, row) -> LowRankDelta:
@@ -107,7 +106,7 @@ def base_weights(config) -> tuple[dict, object]:
   return weights, tokenizer
 
 
-def import_adapter(peft_dir, out, *, module: str = IMPORTED_MODULE) -> Path:
+def import_adapter(peft_dir, out, *, module: str) -> Path:
   """A peft LoRA folder as a perjax group folder of one module named `module`, of the library's
   LoRA kind (`perjax.modules.lora`: what a peft LoRA is in perjax)."""
   from perjax.modules.lora import LoRA

@@ -213,20 +213,20 @@ class PersonalStack(nnx.Module):
     return {n: tuple(m.shared) for n, m in self.modules() if m.shared}
 
   def gather(self, group_ids, dtype, *, level_ids=None, per_layer: bool, num_layers: int):
-    """Each example's rows of every module: {"global": {name: rows}, "layers": ...}, where
-    "layers" is one {name: rows} per layer (`per_layer`, for an unrolled layer loop) or
-    {name: rows stacked [L, B, ...]} (for the layer scan). Per layer, each layer's slice is
+    """Each example's rows of every module: {"unlayered": {name: rows of its tables without a
+    layer axis}, "layers": ...}, where "layers" is one {name: rows} per layer (`per_layer`, for
+    an unrolled layer loop) or {name: rows stacked [L, B, ...]} (for the layer scan). Per layer, each layer's slice is
     gathered on its own, so the gradient flows back into `[G, ...]` slices, never through a
     `[B, L, ...]` stack of every row."""
-    out_global, stacked = {}, {}
+    out_unlayered, stacked = {}, {}
     per = [dict() for _ in range(num_layers)]
     for name, m in self.modules():
       ids = ids_for(m, group_ids, level_ids)
       row = lambda k, t: t[jnp.zeros_like(ids) if k in m.shared else ids]
       tables = m.tables()
       flat = {k: t for k, t in tables.items() if k not in m.layered}
-      out_global[name] = m.prepare({k: row(k, t) for k, t in flat.items()}, dtype) if flat else {}
-      out_global[name].update(example_inputs(name, m, level_ids))
+      out_unlayered[name] = m.prepare({k: row(k, t) for k, t in flat.items()}, dtype) if flat else {}
+      out_unlayered[name].update(example_inputs(name, m, level_ids))
       layered = {k: tables[k] for k in m.layered}
       if not layered:
         continue
@@ -236,7 +236,7 @@ class PersonalStack(nnx.Module):
       else:
         rows = m.prepare({k: row(k, t) for k, t in layered.items()}, dtype)
         stacked[name] = {k: jnp.swapaxes(v, 0, 1) for k, v in rows.items()}
-    return {"global": out_global, "layers": per if per_layer else stacked}
+    return {"unlayered": out_unlayered, "layers": per if per_layer else stacked}
 
 
 def example_inputs(name: str, module: PersonalModule, level_ids=None) -> dict:
