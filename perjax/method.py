@@ -75,6 +75,8 @@ class Method:
   base_at: tuple[Granularity, ...] = ()  # where the shared base is trained instead (full FT)
   reward: Callable[[Mapping[str, Any]], RewardModel] | None = None
   after_training: Callable | None = None  # (model, AfterTraining) -> model
+  # the non-personalized baseline: a sweep's taxonomy grid runs it once, reports test against it
+  baseline: bool = False
 
   @property
   def name(self) -> str:
@@ -141,6 +143,15 @@ class Recipe:
     """Each example's final `Prompt` (user message and system message): its input rewritten
     by each prompting slot in order (`perjax.prompting`)."""
     return apply_prompts(self.methods, examples, make_ctx, system)
+
+
+def baseline_method() -> str:
+  """The name of the one registered method marked `baseline`."""
+  load_plugins()
+  found = [name for name, m in METHODS.items() if m.baseline]
+  if len(found) != 1:
+    raise ConfigError(f"exactly one registered method must be the baseline, found {found}")
+  return found[0]
 
 
 def get_method(name: str) -> Method:

@@ -126,7 +126,7 @@ METRICS = Registry("metric")
 OPTIMIZERS = Registry("optimizer")
 OBJECTIVES = Registry("objective")  # training losses shared by methods (perjax.training.preference)
 
-_PLUGIN_PACKAGES = ("perjax.granularities", "perjax.methods")  # perjax/shipped.py
+GRANULARITY_PACKAGE, METHOD_PACKAGE = "perjax.granularities", "perjax.methods"  # shipped.py
 _loaded = False
 
 
@@ -142,10 +142,15 @@ def load_plugins() -> None:
     return
   _loaded = True
   importlib.import_module("perjax.data")  # registers the built-in data sets
-  for package_name in _PLUGIN_PACKAGES:
-    package = importlib.import_module(package_name)
-    for module in pkgutil.walk_packages(package.__path__, package_name + "."):
-      importlib.import_module(module.name)
+  for package_name in (GRANULARITY_PACKAGE, METHOD_PACKAGE):
+    import_package(package_name)
+
+
+def import_package(package_name: str) -> None:
+  """Imports every module of a plugin package, so they register (importing is idempotent)."""
+  package = importlib.import_module(package_name)
+  for module in pkgutil.walk_packages(package.__path__, package_name + "."):
+    importlib.import_module(module.name)
 
 
 def import_plugins(names: Iterable[str]) -> None:

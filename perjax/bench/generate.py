@@ -32,10 +32,10 @@ def lora_builder(groups: int, rank: int):
 def randomize_lora_b(model, seed: int = 0, scale: float = 0.02) -> None:
   """Give every adapter a non-zero B, so each really changes the output (as peft's
   init_lora_weights=False does in the reference)."""
-  lora = getattr(model.personal, ADAPTER)
+  adapter = getattr(model.personal, ADAPTER)
   key = jax.random.key(seed)
-  for i, name in enumerate(lora.targets):
-    b = getattr(lora, f"{name}_b")
+  for i, name in enumerate(adapter.targets):
+    b = getattr(adapter, f"{name}_b")
     b[...] = jax.random.normal(jax.random.fold_in(key, i), b[...].shape, b[...].dtype) * scale
 
 

@@ -60,10 +60,11 @@ def _group_to_loras(folder: Path) -> list[LowRankDelta]:
   return loras
 
 
-def export(source, out, *, fmt: str, user: str | None = None,
-           persona: int | str | None = None, global_: bool = False) -> Path:
-  """Writes the selected granularity's parameters of run folder (or group folder) `source`
-  into `out` in format `fmt` ("base": the run's base model, nothing personal); returns `out`."""
+def export(source, out, *, fmt: str, user: str | None = None, level: str | None = None,
+           row: int | str | None = None) -> Path:
+  """Writes the parameters `select` picks (a user's, or a row of a granularity) of run folder
+  (or group folder) `source` into `out` in format `fmt` ("base": the run's base model, nothing
+  personal); returns `out`."""
   if fmt not in FORMATS:
     raise ConfigError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
   source = Path(source)
@@ -78,7 +79,7 @@ def export(source, out, *, fmt: str, user: str | None = None,
       raise ConfigError(f"{source} is a group folder: it exports to --format peft only")
     return peft_format.write_peft(out, peft_format.combine(_group_to_loras(source)))
   run = open_run(source)
-  selected = select(run, user=user, persona=persona, global_=global_)
+  selected = select(run, user=user, level=level, row=row)
   if fmt == "peft":
     loras = [_lora_rows(*s) for s in selected]
     return peft_format.write_peft(out, peft_format.combine(loras), base_model=run.config.model,
