@@ -69,7 +69,9 @@ class Task:
   splits were drawn ("user", "time", "random", "query", or "official"). profile_pair: how one
   profile item becomes an (input, target) pair in the task's own format (the input the task's
   examples use, the item's own answer as target), None where an item cannot form one; None for
-  a task whose items never can (see perjax.data.own_history).
+  a task whose items never can (see perjax.data.own_history). label_sets: a target is a set of
+  labels, ", "-joined in the order of `labels` ("none" for the empty set), as multi-label
+  emotion annotations are.
   """
   name: str
   granularity: str
@@ -83,6 +85,7 @@ class Task:
   # how a profile item reads in a prompt (None: its fields, "name: value, ...")
   query: "Callable[[PersonalizedExample], str] | None" = None
   item_text: "Callable[[ProfileItem], str] | None" = None
+  label_sets: bool = False
 
   @property
   def primary_metric(self) -> str:

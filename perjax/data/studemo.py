@@ -49,4 +49,4 @@ def studemo(data_dir=None, split="user", seed=0, max_profile=32, max_chars=None,
   # An item is (text, the annotator's ", "-joined emotions): the example's own format.
   return Task("studemo", "user", splits, ("accuracy", "multilabel_f1"), EMOTIONS, split,
               "StudEmo per-annotator emotions (multi-label, ', '-joined)",
-              profile_pair=FieldPair("text", "emotions"))
+              profile_pair=FieldPair("text", "emotions"), label_sets=True)

@@ -59,7 +59,7 @@ class Supervised:
                level_ids=None):
     del state
     outputs, preds, scores = predict.predict_with_scores(
-        generator, codec, prompts, group_ids, task.labels, settings, level_ids)
+        generator, codec, prompts, group_ids, task.labels, settings, level_ids, task.label_sets)
     metrics = evaluate_task(task, split, {e.id: p for e, p in zip(examples, preds)})
     records = [{"id": e.id, "user_id": e.user_id, "group": int(g), "prompt": q.text,
                 "system": q.system, "output": o, "prediction": p, "target": e.target}

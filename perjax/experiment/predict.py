@@ -82,6 +82,18 @@ def to_label(text: str, labels: Sequence[str]) -> str:
   return label if label is not None else clean
 
 
+NO_LABEL = "none"  # the empty label set (StudEmo's annotations with no emotion marked)
+
+
+def to_label_set(text: str, labels: Sequence[str]) -> str:
+  """The set of labels a generated answer names, ", "-joined in the order of `labels` (a
+  multi-label target's own format); NO_LABEL when it names none. Whole-word mentions count, so
+  "anticipation, joy" and "Joy and anticipation." both read as "joy, anticipation"."""
+  low = text.lower()
+  named = [l for l in labels if re.search(r"(?<!\w)" + re.escape(l.lower()) + r"(?!\w)", low)]
+  return ", ".join(named) or NO_LABEL
+
+
 def _pick(level_ids, batch) -> dict:
   """The `batch` rows of every level's ids."""
   return {k: np.asarray(v)[batch] for k, v in (level_ids or {}).items()}
@@ -161,20 +173,27 @@ def numeric_labels(labels) -> bool:
 
 
 def predict(generator, codec, prompts, group_ids, labels, settings: EvalSettings,
-            level_ids=None):
+            level_ids=None, label_sets: bool = False):
   """(raw outputs, predictions): what the model said and the label (or text) it is scored as."""
   outputs, preds, _ = predict_with_scores(generator, codec, prompts, group_ids, labels, settings,
-                                          level_ids)
+                                          level_ids, label_sets)
   return outputs, preds
 
 
 def predict_with_scores(generator, codec, prompts, group_ids, labels, settings: EvalSettings,
-                        level_ids=None):
+                        level_ids=None, label_sets: bool = False):
   """`predict`, and the [N, L] label log-probs where the mode scores labels (else None): what
-  any other decision rule over the labels needs."""
+  any other decision rule over the labels needs. `label_sets`: a target is a set of labels
+  (Task.label_sets), answered by greedy text read as the set it names."""
   mode = settings.mode
   if mode not in MODES:
     raise ConfigError(f"predict.mode {mode!r} is not one of {MODES}")
+  if label_sets:
+    if mode not in ("auto", "generate"):  # ranking 2^L label sets is not what these modes do
+      raise ConfigError(f"predict.mode={mode} picks one label; this task's targets are label "
+                        "sets: use generate (or auto)")
+    outputs = generate(generator, codec, prompts, group_ids, settings, level_ids)
+    return outputs, [to_label_set(o, labels) for o in outputs], None
   if mode == "auto":
     mode = "label_likelihood" if labels else "generate"
   if mode in ("label_likelihood", "label_median"):

@@ -69,7 +69,8 @@ class PromptStage:
     prompts = [Prompt(p.text + self.suffix, p.system) for p in prompts]
     labels = self.task.labels
     _, preds = predict.predict(self.generator, self.codec, prompts,
-                               np.zeros(len(prompts), np.int32), labels, self.settings)
+                               np.zeros(len(prompts), np.int32), labels, self.settings,
+                               label_sets=self.task.label_sets)
     metric = self.task.primary_metric
     value = compute_metrics((metric,), [e.target for e in examples], preds, labels)[metric]
     return value if higher_is_better(metric) else -value
