@@ -6,7 +6,6 @@ A perjax group folder is what `perjax.checkpoint.export_group` writes (`adapter.
 `init.adapter` makes it (or a peft folder) every row's starting point.
 """
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
