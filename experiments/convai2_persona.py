@@ -36,11 +36,11 @@ def get_config(arg=None):
   c.prompt.suffix = "\nYou:"
   c.dtype = "bfloat16"
   c.methods.lora.rank = 8
-  c.data.max_test = 200
+  c.data.max_test = 150
   c.eval.split = "dev" if arg.dev else "test"
   # seq_len: a fact pair with the persona in the system message takes up to ~140 tokens
-  c.train.update(steps=40, batch_size=8, seq_len=160, lr=1e-3, checkpoint_every=20)
-  c.eval.update(batch_size=16, max_new_tokens=24)
+  c.train.update(steps=30, batch_size=8, seq_len=160, lr=1e-3, checkpoint_every=15)
+  c.eval.update(batch_size=16, max_new_tokens=16)
 
   if arg.smoke:
     c.data.params.max_personas = 40
