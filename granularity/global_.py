@@ -13,4 +13,5 @@ def fit(train, ctx) -> Groups:
                 names=("everyone",))
 
 
-GLOBAL = register(Grouping("global", Granularity.GLOBAL, fit, description="one shared group"))
+GLOBAL = register(Grouping("global", Granularity.GLOBAL, fit, description="one shared group",
+                           shared=True))

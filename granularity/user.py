@@ -20,4 +20,5 @@ def fit(train, ctx) -> Groups:
 
 
 USER = register(Grouping("user", Granularity.USER, fit,
-                         description="one group per training user + a fallback group"))
+                         description="one group per training user + a fallback group",
+                         per_user=True))

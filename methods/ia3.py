@@ -11,9 +11,8 @@ import functools
 
 import jax.numpy as jnp
 
-from methods.lora import parse_targets
 from perjax.method import Method, register
-from perjax.models.personal import PERSONAL_DTYPE, Personal, PersonalModule
+from perjax.models.personal import PERSONAL_DTYPE, Personal, PersonalModule, parse_targets
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
 

@@ -4,7 +4,7 @@ over the dimensions merge the adapters' parameters (post-hoc parameter merging).
 
 The run's groups are the preference dimensions: a training pair belongs to the group of its user
 (user granularity) or persona (persona granularity), and only that group's adapter is trained on
-it (DPO's per-group loss, `methods/dpo.py`). In DSP a user *is* a domain, so the four domains are
+it (the shared per-group DPO loss, `dpo_pair_loss`). In DSP a user *is* a domain, so the four domains are
 the dimensions. After training every group's row becomes the merge of the dimension adapters
 under its weights, `sum_k w_k A_k B_k` exactly (`LoRA.merge_groups`, ranks concatenated):
 `weights` (a dict literal `{group: {dimension: weight}}`) for the groups it names, the group's
@@ -14,10 +14,9 @@ import ast
 
 import numpy as np
 
-from methods.dpo import objective as dpo_objective
-from methods.lora import personal as lora_personal
 from perjax.errors import ConfigError
-from perjax.method import Method, register
+from perjax.method import Method, objective_named, register
+from perjax.modules.lora import LORA_DEFAULTS, lora_factory
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
 
@@ -70,6 +69,7 @@ def merge_adapters(model, ctx):
 PSOUPS = register(Method(
     MethodInfo("psoups", Technique.FINETUNING, (Granularity.USER, Granularity.PERSONA), "4.4",
                "Personalized Soups (Jang et al. 2023), merged per-dimension DPO adapters"),
-    personal=lora_personal, objective=dpo_objective, pairwise=True,
+    personal=lora_factory("psoups"), objective=objective_named("dpo_pair_loss"),
+    pairwise=True,
     after_training=merge_adapters,
-    defaults={"beta": 0.1, "rank": 8, "alpha": 16.0, "targets": "q,v", "weights": ""}))
+    defaults={"beta": 0.1, **LORA_DEFAULTS, "weights": ""}))

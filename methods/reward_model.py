@@ -8,15 +8,13 @@ Evaluation scores each pair by the reward itself (preference accuracy: r(chosen)
 with `predict.mode=best_of_n` it also reranks `n` responses sampled at `temperature` for each
 prompt and keeps the highest-reward one (`perjax/experiment/best_of_n.py`).
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from methods.lora import LoRA, lora_options
 from perjax.errors import ConfigError
 from perjax.method import Method, RewardModel, register
 from perjax.models.personal import PERSONAL_DTYPE, Personal, ids_for
+from perjax.modules.lora import LORA_DEFAULTS, LoRA, lora_factory
 from perjax.registry import MethodInfo
 from perjax.taxonomy import Granularity, Technique
 from perjax.training.objectives import pair_loss, pair_rows
@@ -71,10 +69,6 @@ def objective(model, batch, rng, num_groups, *, options):
                    batch)
 
 
-def personal(options):
-  return functools.partial(RewardLoRA, **lora_options(options, "reward_model"))
-
-
 def reward(options) -> RewardModel:
   n, temperature = int(options["n"]), float(options["temperature"])
   if n < 1:
@@ -88,5 +82,6 @@ REWARD_MODEL = register(Method(
     MethodInfo("reward_model", Technique.FINETUNING, tuple(Granularity), "4.4",
                "personalized Bradley-Terry reward models (e.g. P-RLHF, Li et al. 2024); "
                "best-of-n reranking"),
-    personal=personal, objective=objective, pairwise=True, reward=reward,
-    defaults={"rank": 8, "alpha": 16.0, "targets": "q,v", "n": 4, "temperature": 1.0}))
+    personal=lora_factory("reward_model", RewardLoRA), objective=objective, pairwise=True,
+    reward=reward,
+    defaults={**LORA_DEFAULTS, "n": 4, "temperature": 1.0}))

@@ -11,4 +11,4 @@ def prompt(examples, prompts, ctx):
 ZERO_SHOT = register(Method(
     MethodInfo("zero_shot", Technique.PROMPTING, tuple(Granularity), "4.2",
                "non-personalized baseline"),
-    prompt=prompt))
+    prompt=prompt, baseline=True))

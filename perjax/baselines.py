@@ -55,6 +55,11 @@ def _nearest_label(value: float, labels: Sequence[str]) -> str:
   return min(numeric, key=lambda nl: (abs(nl[0] - value), -nl[0]))[1]
 
 
+# the baselines that give every user the same answer (reported at the shared level; the others
+# read each user's own history)
+ONE_ANSWER_BASELINES = frozenset({"global_majority"})
+
+
 def global_majority(task: Task) -> str:
   targets = [e.target for e in task.splits.get("train", ()) if e.target is not None]
   if not targets:

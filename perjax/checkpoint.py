@@ -13,6 +13,7 @@ shipped, inspected or loaded into any row of another model with `load_groups`, w
 plugin.
 """
 import contextlib
+import importlib
 import json
 import logging
 import sys
@@ -186,7 +187,25 @@ def _row_of(module, g: int, level_rows) -> int:
 
 
 def _kind(module) -> str:
-  return f"{type(module).__module__}.{type(module).__qualname__}"
+  return kind_of_class(type(module))
+
+
+def kind_of_class(cls) -> str:
+  """A module class's kind, as `personal.json` records it: its import path."""
+  return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def kind_class(kind: str):
+  """The module class a recorded kind names (imported by that name: the data says which)."""
+  module_name, _, qualname = kind.rpartition(".")
+  try:
+    obj = importlib.import_module(module_name)
+    for part in qualname.split("."):
+      obj = getattr(obj, part)
+  except (ImportError, AttributeError, ValueError):
+    raise ConfigError(f"personal module kind {kind!r} cannot be imported (a plugin not loaded, "
+                      "or written by an older perjax)") from None
+  return obj
 
 
 def export_group(model, g: int, path, *, level_rows: dict | None = None) -> Path:

@@ -11,7 +11,8 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 import numpy as np
 
 from perjax.data.schema import PersonalizedExample, ProfileItem
-from perjax.registry import GRANULARITIES, calling_module
+from perjax.errors import ConfigError
+from perjax.registry import GRANULARITIES, GRANULARITY_PACKAGE, calling_module, import_package
 from perjax.taxonomy import Granularity
 
 
@@ -71,16 +72,56 @@ class Groups:
 class Grouping:
   """A registered granularity. `fit(train_examples, ctx) -> Groups`; `defaults` are its options
   (config block `config.granularities.<name>`, omitted when empty). `granularity` is its place
-  on the taxonomy's axis: methods that support that level support this grouping."""
+  on the taxonomy's axis: methods that support that level support this grouping.
+
+  The core reads what a level is from here, never from its name: `shared` marks the level whose
+  one row serves every user (its modules are trained first under `train.on=own_history`, export
+  with a bare `--NAME` flag, and carry the non-personalized baseline of a sweep); `per_user`
+  the level with a row of each user's own (the trivial per-user baselines are reported there).
+  Reports and plots order levels as the taxonomy's axis does."""
   name: str
   granularity: Granularity
   fit: Callable[[Sequence[PersonalizedExample], GroupingContext], Groups]
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ""
+  shared: bool = False
+  per_user: bool = False
 
 
 def register(grouping: Grouping) -> Grouping:
   return GRANULARITIES.register(grouping.name, grouping, origin=calling_module())
+
+
+def groupings() -> list[Grouping]:
+  """Every registered granularity (the shipped ones loaded), in the taxonomy's order."""
+  import_package(GRANULARITY_PACKAGE)
+  axis = list(Granularity)
+  return sorted((g for _, g in GRANULARITIES.items()),
+                key=lambda g: (axis.index(g.granularity), g.name))
+
+
+def level_order() -> tuple[str, ...]:
+  """The granularities' names in the taxonomy's order (for tables and plots)."""
+  return tuple(g.name for g in groupings())
+
+
+def taxonomy_levels() -> tuple[str, ...]:
+  """The grouping of each level of the taxonomy's axis (the one named as its level), in order:
+  the default grid of a sweep."""
+  return tuple(g.name for g in groupings() if g.name == g.granularity.value)
+
+
+def is_shared(level: str | None) -> bool:
+  """Whether `level` is a registered granularity whose one row serves every user."""
+  return any(g.shared and g.name == level for g in groupings())
+
+
+def level_where(flag: str) -> str:
+  """The name of the one granularity with `flag` ("shared" or "per_user") set."""
+  found = [g.name for g in groupings() if getattr(g, flag)]
+  if len(found) != 1:
+    raise ConfigError(f"exactly one registered granularity must be {flag}, found {found}")
+  return found[0]
 
 
 def fallback_to(group: int) -> Callable:

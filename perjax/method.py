@@ -31,9 +31,9 @@ from perjax.data.schema import PersonalizedExample
 from perjax.errors import ConfigError
 from perjax.models.personal import ModuleSpec
 from perjax.prompting import Prompt, PromptContext, apply_prompts
-from perjax.registry import METHODS, MethodInfo, calling_module, load_plugins
+from perjax.registry import METHODS, OBJECTIVES, MethodInfo, calling_module, load_plugins
 from perjax.taxonomy import Granularity, Technique, parse_granularity
-from perjax.training import objectives
+from perjax.training import objectives, preference  # noqa: F401  (preference registers)
 
 
 PromptFn = Callable[[Sequence[PersonalizedExample], list[str], PromptContext],
@@ -75,6 +75,8 @@ class Method:
   base_at: tuple[Granularity, ...] = ()  # where the shared base is trained instead (full FT)
   reward: Callable[[Mapping[str, Any]], RewardModel] | None = None
   after_training: Callable | None = None  # (model, AfterTraining) -> model
+  # the non-personalized baseline: a sweep's taxonomy grid runs it once, reports test against it
+  baseline: bool = False
 
   @property
   def name(self) -> str:
@@ -94,6 +96,12 @@ def register(method: Method) -> Method:
 
 
 lm_objective = objectives.lm_loss  # the default: LM loss on the targets, mean per group
+
+
+def objective_named(name: str) -> ObjectiveFn:
+  """A shared training objective by its registered name (`OBJECTIVES`, e.g. "dpo_pair_loss"),
+  for a method's `objective` slot."""
+  return OBJECTIVES.get(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +143,15 @@ class Recipe:
     """Each example's final `Prompt` (user message and system message): its input rewritten
     by each prompting slot in order (`perjax.prompting`)."""
     return apply_prompts(self.methods, examples, make_ctx, system)
+
+
+def baseline_method() -> str:
+  """The name of the one registered method marked `baseline`."""
+  load_plugins()
+  found = [name for name, m in METHODS.items() if m.baseline]
+  if len(found) != 1:
+    raise ConfigError(f"exactly one registered method must be the baseline, found {found}")
+  return found[0]
 
 
 def get_method(name: str) -> Method:

@@ -21,7 +21,6 @@ from jax.sharding import AbstractMesh
 from perjax import sharding
 from perjax.errors import ConfigError
 
-METHODS = ("lora", "full_ft")  # LoRA rank R on q and v per user; full fine-tuning of the base
 GIB = 1024 ** 3
 _UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 1024,
           "mib": 1024 ** 2, "gib": GIB, "tib": 1024 ** 4}
@@ -44,13 +43,12 @@ def parse_bytes(text: str) -> int:
 def _abstract_training(config, method: str, users: int, rank: int, dtype: str, remat: bool,
                        loss_chunk: int):
   """(graphdef, abstract TrainState, personal_tx, base_tx) of `method` on `config`."""
-  from perjax.bench.generate import lora_builder
   from perjax.models.dtypes import parse_dtype
   from perjax.models.llama import Llama
   from perjax.training.model_options import set_training_options
   from perjax.training.optim import make_optimizer
   from perjax.training.step import init_train_state
-  personal = lora_builder(users, rank) if method == "lora" else None
+  personal, train_base = planned_training(method, users, rank)
   made = {}
 
   def build():
@@ -58,12 +56,28 @@ def _abstract_training(config, method: str, users: int, rank: int, dtype: str, r
                   param_dtype=parse_dtype(dtype), rngs=nnx.Rngs(0))
     set_training_options(model, remat=remat, loss_chunk=loss_chunk)
     graphdef, state, personal_tx, base_tx = init_train_state(
-        model, make_optimizer("adamw", 1e-4), train_base=method == "full_ft")
+        model, make_optimizer("adamw", 1e-4), train_base=train_base)
     made.update(graphdef=graphdef, personal_tx=personal_tx, base_tx=base_tx)
     return state
 
   state = jax.eval_shape(build)  # the python parts (graphdef, optimizers) are static
   return made["graphdef"], state, made["personal_tx"], made["base_tx"]
+
+
+def planned_training(method: str, users: int, rank: int):
+  """(personal stack builder or None, whether the base trains) of a registered method under
+  the LM loss: its personal module at its defaults (`rank` where it has one), or its training
+  of the shared base (`base_at`, full fine-tuning)."""
+  from perjax.method import get_method, lm_objective
+  from perjax.models.personal import single
+  m = get_method(method)
+  if m.pairwise or (m.objective not in (None, lm_objective)) or not (m.personal or m.base_at):
+    raise ConfigError(f"--method {method!r}: plan sizes a step of personal parameters or of the "
+                      "base under the LM loss; this method trains neither that way")
+  if m.base_at:
+    return None, True
+  options = {**m.defaults, **({"rank": rank} if "rank" in m.defaults else {})}
+  return single(m.personal(options), users, name=method), False
 
 
 def _abstract_batch(users: int, batch: int, seq: int) -> dict:
@@ -103,8 +117,7 @@ def plan(model: str, method: str, *, users: int, batch: int, seq: int, dtype: st
   from perjax.models.known_configs import known_config
   from perjax.training.objectives import lm_loss
   from perjax.training.step import make_train_step
-  if method not in METHODS:
-    raise ConfigError(f"--method {method!r}: plan knows {', '.join(METHODS)}")
+  from perjax.method import get_method
   sizes = sharding.parse_mesh(mesh, len(jax.devices()))
   config = known_config(model)
   graphdef, state, personal_tx, base_tx = _abstract_training(config, method, users, rank, dtype,
@@ -119,7 +132,8 @@ def plan(model: str, method: str, *, users: int, batch: int, seq: int, dtype: st
   activation = int(compiled.memory_analysis().temp_size_in_bytes)
   parts = _state_bytes(state, device_mesh)
   result = {"model": model, "method": method, "users": users, "batch": batch, "seq": seq,
-            "dtype": dtype, "rank": rank if method == "lora" else None, "remat": remat,
+            "dtype": dtype,
+            "rank": rank if "rank" in get_method(method).defaults else None, "remat": remat,
             "loss_chunk": loss_chunk, "mesh": sizes, **parts, "activation_bytes": activation,
             "activation_source": "compiled: memory_analysis().temp_size_in_bytes on fake CPU "
                                  "devices"}

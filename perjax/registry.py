@@ -1,5 +1,5 @@
 """Named registries: one per kind of plugin (method, granularity, dataset, retriever, metric,
-optimizer, model), and the discovery of plugin modules.
+optimizer, model, objective), and the discovery of plugin modules.
 
 Every kind registers the same way, as a decorator or as a call:
 
@@ -158,14 +158,16 @@ MODELS = Registry("model")
 RETRIEVERS = Registry("retriever")
 METRICS = Registry("metric")
 OPTIMIZERS = Registry("optimizer")
+OBJECTIVES = Registry("objective")  # training losses shared by methods (perjax.training.preference)
 
-_PLUGIN_PACKAGES = ("granularity", "methods")
+GRANULARITY_PACKAGE, METHOD_PACKAGE = "perjax.granularities", "perjax.methods"  # shipped.py
 _loaded = False
 
 
 def load_plugins() -> None:
-  """Imports the built-in data sets and every module of the `granularity` and `methods`
-  packages, so they register.
+  """Imports the built-in data sets and every module of the shipped plugin packages,
+  `perjax.granularities` and `perjax.methods` (the folders granularity/ and methods/), so they
+  register.
 
   The core never imports a method by name; it discovers them here.
   """
@@ -174,10 +176,15 @@ def load_plugins() -> None:
     return
   _loaded = True
   importlib.import_module("perjax.data")  # registers the built-in data sets
-  for package_name in _PLUGIN_PACKAGES:
-    package = importlib.import_module(package_name)
-    for module in pkgutil.walk_packages(package.__path__, package_name + "."):
-      importlib.import_module(module.name)
+  for package_name in (GRANULARITY_PACKAGE, METHOD_PACKAGE):
+    import_package(package_name)
+
+
+def import_package(package_name: str) -> None:
+  """Imports every module of a plugin package, so they register (importing is idempotent)."""
+  package = importlib.import_module(package_name)
+  for module in pkgutil.walk_packages(package.__path__, package_name + "."):
+    importlib.import_module(module.name)
 
 
 def import_plugins(names: Iterable[str]) -> None:

@@ -4,8 +4,8 @@ import functools
 import jax
 from flax import nnx
 
-from methods.lora import LoRA
-from methods.soft_prompt import SoftPrompt
+from perjax.methods.soft_prompt import SoftPrompt
+from perjax.modules.lora import LoRA
 from perjax.models.personal import ModuleSpec, Personal, stack_builder
 
 

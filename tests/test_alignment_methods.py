@@ -10,10 +10,10 @@ import optax
 import pytest
 from flax import nnx
 
-from methods.full_ft import FullDelta, memory_warning
-from methods.lora import LoRA
-from methods.psoups import merge_adapters, parse_weights, weight_matrix
-from methods.reward_model import RewardLoRA, bt_loss, last_hidden, rewards
+from perjax.methods.full_ft import FullDelta, memory_warning
+from perjax.methods.psoups import merge_adapters, parse_weights, weight_matrix
+from perjax.methods.reward_model import RewardLoRA, bt_loss, last_hidden, rewards
+from perjax.modules.lora import LoRA
 from perjax import checkpoint
 from perjax.errors import ConfigError
 from perjax.method import AfterTraining, RewardModel, compose

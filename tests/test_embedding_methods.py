@@ -11,8 +11,8 @@ from flax import nnx
 
 import engine_tiny as et
 from experiment_tiny import PREF_SPEC, SPEC, TINY, TINY_PREF, require_dsp_data
-from methods.user_encoder import HISTORY, MASK, QUERY, UserEncoder, example_inputs
-from methods.user_model import UserModel
+from perjax.methods.user_encoder import HISTORY, MASK, QUERY, UserEncoder, example_inputs
+from perjax.modules.user_embedding import UserModel
 from perjax import checkpoint, experiment
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem
 from perjax.errors import ConfigError
@@ -65,7 +65,7 @@ def test_user_encoder_prefix_comes_from_the_history_not_the_group():
   inputs[HISTORY][1] = inputs[HISTORY][0] + 1.0  # another user: same input, other history
   inputs[MASK][1], inputs[QUERY][1] = inputs[MASK][0], inputs[QUERY][0]
   prefix = lambda groups, level_ids: np.asarray(module.prefix(model.gather_personal(
-      np.asarray(groups), level_ids=level_ids)["global"]["user_encoder"]))
+      np.asarray(groups), level_ids=level_ids)["unlayered"]["user_encoder"]))
   got = prefix([3, 3, 0], inputs)  # group 3: the fallback of users never seen in training
   np.testing.assert_allclose(got, _numpy_prefix(module, inputs), atol=1e-5)
   assert not np.allclose(got[0], got[1], atol=1e-4)  # two unseen users, two histories
@@ -197,7 +197,7 @@ def test_user_model_cluster_mixture_and_export(tmp_path):
   clusters = np.asarray(module.clusters[...])[0]  # [K, n, d]
   mixing = np.array([[0.3, -1.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, -2.0]], np.float32)
   module.mixing[...] = mixing
-  rows = model.gather_personal(np.array([0, 1, 2]))["global"]["user_model"]
+  rows = model.gather_personal(np.array([0, 1, 2]))["unlayered"]["user_model"]
   w = np.exp(mixing) / np.exp(mixing).sum(1, keepdims=True)
   np.testing.assert_allclose(np.asarray(module.prefix(rows)),
                              np.einsum("bk,knd->bnd", w, clusters), atol=1e-6)

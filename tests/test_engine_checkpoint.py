@@ -87,7 +87,7 @@ def test_export_from_train_state_and_mismatch_errors(tmp_path):
   checkpoint.export_group(merge_model(graphdef, state), 0, tmp_path / "g0")
   rows, modules = checkpoint.read_group(tmp_path / "g0")
   assert modules["lora"]["options"] == {"rank": 3, "alpha": 6.0, "targets": ["q", "v"]}
-  assert modules["soft_prompt"]["kind"] == "methods.soft_prompt.SoftPrompt"
+  assert modules["soft_prompt"]["kind"] == "perjax.methods.soft_prompt.SoftPrompt"
   np.testing.assert_array_equal(rows["soft_prompt/prompt"],
                                 personal_arrays(state)["personal/soft_prompt/prompt"][0])
   with pytest.raises(ConfigError, match="has shape"):

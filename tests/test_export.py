@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from methods.lora import LoRA
+from perjax.modules.lora import LoRA
 from perjax.checkpoint import export_group, load_groups
 from perjax.cli import main
 from perjax.errors import ConfigError
@@ -154,18 +154,18 @@ def test_selection_of_rows_by_granularity(tmp_path):
   from perjax.export.finished_run import select
   run = hand_made_run(tmp_path, (None, "global"))
   assert [(n, row) for n, _, row in select(run, user="u2")] == [("lora", 2), ("lora_at_global", 0)]
-  assert [(n, row) for n, _, row in select(run, global_=True)] == [("lora_at_global", 0)]
+  assert [(n, row) for n, _, row in select(run, level="global")] == [("lora_at_global", 0)]
   with pytest.raises(ConfigError, match="no personal module"):
-    select(run, persona=0)
+    select(run, level="persona", row=0)
   with pytest.raises(ConfigError, match="exactly one"):
-    select(run, user="u1", global_=True)
+    select(run, user="u1", level="global")
   persona_run = hand_made_run(tmp_path, ("persona", None))
-  assert [(n, row) for n, _, row in select(persona_run, persona=1)] == [("lora_at_persona", 1)]
+  assert [(n, row) for n, _, row in select(persona_run, level="persona", row=1)] == [("lora_at_persona", 1)]
   with pytest.raises(ConfigError, match="--persona ROW"):  # its row for u1 is not recorded
     select(persona_run, user="u1")
   with pytest.raises(ConfigError, match="records no persona names"):
-    select(persona_run, persona="p1")
+    select(persona_run, level="persona", row="p1")
   persona_run.names = {"user": ["u0", "u1", "u2"], "persona": ["p0", "p1"]}
-  assert [(n, row) for n, _, row in select(persona_run, persona="p1")] == [("lora_at_persona", 1)]
+  assert [(n, row) for n, _, row in select(persona_run, level="persona", row="p1")] == [("lora_at_persona", 1)]
   with pytest.raises(ConfigError, match=r"'p7' is not one of \['p0', 'p1'\]"):
-    select(persona_run, persona="p7")
+    select(persona_run, level="persona", row="p7")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from methods.lora import LoRA
+from perjax.modules.lora import LoRA
 from perjax.export import merged, peft_format
 from perjax.export.finished_run import row_tables
 from perjax.models import decoder_loading

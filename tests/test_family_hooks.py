@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from family_configs import tiny_family_config
-from methods.lora import LoRA
-from methods.soft_prompt import SoftPrompt
+from perjax.methods.soft_prompt import SoftPrompt
+from perjax.modules.lora import LoRA
 from perjax.generation import Generator, SamplingConfig
 from perjax.models.families import SUPPORTED
 from perjax.models.llama import Llama

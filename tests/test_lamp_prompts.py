@@ -2,7 +2,7 @@
 per-task item templates, and rag's token budget."""
 import pytest
 
-from methods.rag import prompt as rag_prompt, within_budget
+from perjax.methods.rag import prompt as rag_prompt, within_budget
 from perjax.data.lamp import load_lamp
 from perjax.data.lamp_prompts import lamp_item_text, lamp_query
 from perjax.data.schema import PersonalizedExample, Profile, ProfileItem

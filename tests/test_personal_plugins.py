@@ -8,8 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from methods.ia3 import IA3
-from methods.lora import LoRA
+from perjax.methods.ia3 import IA3
+from perjax.modules.lora import LoRA
 from perjax.errors import ConfigError
 from perjax.method import compose
 from perjax.models.llama import Llama, tiny_llama_config

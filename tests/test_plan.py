@@ -54,7 +54,7 @@ def test_plan_llama_8b_lora_fits_16gib_at_fsdp_8_only():
 @pytest.mark.parametrize("args,message", [
     (["--mesh", "fsdp=x"], "the size of 'fsdp' must be an integer"),
     (["--mesh", "pipeline=2"], "unknown axis 'pipeline'"),
-    (["--method", "dpo"], "--method 'dpo': plan knows lora, full_ft"),
+    (["--method", "dpo"], "--method 'dpo': plan sizes a step of personal parameters"),
     (["--device-memory", "lots"], "--device-memory 'lots' is not a size"),
 ])
 def test_bad_plan_arguments_are_one_line(capsys, args, message):

@@ -7,7 +7,7 @@ import numpy as np
 from flax import nnx
 
 from family_configs import tiny_family_config
-from methods.lora import LoRA
+from perjax.modules.lora import LoRA
 from perjax.generation import Generator, SamplingConfig
 from perjax.models.llama import Llama
 from perjax.models.personal import ModuleSpec, stack_builder

@@ -2,35 +2,40 @@
 
 Mirrors `hf_peft_baseline.py --what gen|gen_mixed`: random prompt ids in [100, 40000), every row
 generates exactly `new_tokens` (EOS does not stop it), time over the whole call (prefill included).
-With `adapters > 0`, rows use `adapters` different random non-zero LoRA adapters (q and v).
+With `adapters > 0`, rows use `adapters` different random non-zero LoRA adapters (q and v): the
+library's LoRA module (`perjax.modules.lora`, what peft's LoRA is in perjax), no method.
 """
+import functools
 import time
 
 import jax
 import numpy as np
 
 from perjax.generation import Generator, SamplingConfig
-from perjax.method import get_method
 from perjax.models import load
 from perjax.models.known_configs import known_config
 from perjax.models.llama import parameter_count
 from perjax.models.weight_bits import worth_storing_as_bits
 from perjax.models.personal import single
+from perjax.modules.lora import LoRA
+
+
+ADAPTER = "adapter"  # the benches' module name in the personal stack
 
 
 def lora_builder(groups: int, rank: int):
-  """The registered `lora` method's module, rank `rank` on q and v (the reference's setting)."""
-  factory = get_method("lora").personal({"rank": rank, "alpha": 2 * rank, "targets": "q,v"})
-  return single(factory, groups, name="lora")
+  """A LoRA module of rank `rank` on q and v, alpha 2 rank (the reference's setting)."""
+  factory = functools.partial(LoRA, rank=rank, alpha=2 * rank, targets=("q", "v"))
+  return single(factory, groups, name=ADAPTER)
 
 
 def randomize_lora_b(model, seed: int = 0, scale: float = 0.02) -> None:
   """Give every adapter a non-zero B, so each really changes the output (as peft's
   init_lora_weights=False does in the reference)."""
-  lora = model.personal.lora
+  adapter = getattr(model.personal, ADAPTER)
   key = jax.random.key(seed)
-  for i, name in enumerate(lora.targets):
-    b = getattr(lora, f"{name}_b")
+  for i, name in enumerate(adapter.targets):
+    b = getattr(adapter, f"{name}_b")
     b[...] = jax.random.normal(jax.random.fold_in(key, i), b[...].shape, b[...].dtype) * scale
 
 

@@ -1,5 +1,11 @@
 """`perjax export RUN_DIR (--user U | --persona P | --global) --format peft|merged|perjax
---out DIR`, `perjax export RUN_DIR --format base --out DIR` and `perjax import-adapter PEFT_DIR --out GROUP_DIR`."""
+--out DIR`, `perjax export RUN_DIR --format base --out DIR` and `perjax import-adapter PEFT_DIR
+--out GROUP_DIR`.
+
+`--user` picks rows by user id (any granularity); the other flags come from the registered
+granularities (`perjax.grouping.Grouping`): `--NAME ROW` for a level of several groups, a bare
+`--NAME` for the shared level.
+"""
 
 
 def register(subparsers):
@@ -9,11 +15,17 @@ def register(subparsers):
   e.add_argument("source", help="a finished run folder (or a perjax group folder, to peft)")
   who = e.add_mutually_exclusive_group()
   who.add_argument("--user", help="the user whose rows to export (as in predictions.jsonl)")
-  who.add_argument("--persona", metavar="NAME_OR_ROW",
-                   help="a persona, by name (groups.json of the run) or row (the group column "
-                        "of a persona run's predictions.jsonl)")
-  who.add_argument("--global", dest="global_", action="store_true",
-                   help="the shared rows (a global run's, or name@global modules)")
+  from perjax.grouping import groupings
+  for g in groupings():
+    if g.per_user:
+      continue  # its rows are picked by --user
+    if g.shared:
+      who.add_argument(f"--{g.name}", dest=f"level:{g.name}", action="store_true",
+                       help=f"the shared rows (a {g.name} run's, or name@{g.name} modules)")
+    else:
+      who.add_argument(f"--{g.name}", dest=f"level:{g.name}", metavar="NAME_OR_ROW",
+                       help=f"a {g.name} group, by name (groups.json of the run) or row (the "
+                            f"group column of a {g.name} run's predictions.jsonl)")
   e.add_argument("--format", default="peft", choices=("peft", "merged", "perjax", "base"),
                  help="peft: adapter_config.json + adapter_model.safetensors; merged: a "
                       "transformers model folder with the adapter merged in; perjax: a group "
@@ -33,8 +45,11 @@ def register(subparsers):
 
 def export(args):
   from perjax.export import adapters
-  out = adapters.export(args.source, args.out, fmt=args.format, user=args.user,
-                        persona=args.persona, global_=args.global_)
+  levels = {k.split(":", 1)[1]: v for k, v in vars(args).items()
+            if k.startswith("level:") and v not in (None, False)}
+  level, row = next(iter(levels.items()), (None, None))
+  out = adapters.export(args.source, args.out, fmt=args.format, user=args.user, level=level,
+                        row=None if row is True else row)
   print(out)
   return 0
 

@@ -10,7 +10,9 @@ _CHILD = "PERJAX_PLAN_DEVICES"  # set in the process that runs the plan on its f
 def register(subparsers):
   p = subparsers.add_parser("plan", help="per-device memory of a training step (no weights)")
   p.add_argument("--model", default="llama-3.1-8b", help="a known shape (perjax models list)")
-  p.add_argument("--method", default="lora", help="lora (rank --rank on q, v) or full_ft")
+  p.add_argument("--method", default="lora",
+                 help="a registered method trained with the LM loss (rank --rank where it has "
+                      "one), e.g. full_ft")
   p.add_argument("--users", type=int, default=64, help="rows of the personal table")
   p.add_argument("--batch", type=int, default=8, help="batch rows per step (over all devices)")
   p.add_argument("--seq", type=int, default=2048)
@@ -32,12 +34,12 @@ def _run(args):
   from perjax import sharding
   from perjax.cli.bench import _check_positive, _print
   from perjax.errors import ConfigError
-  from perjax.plan import METHODS, parse_bytes
+  from perjax.plan import parse_bytes
   _check_positive(users=args.users, batch=args.batch, seq=args.seq, rank=args.rank)
   if args.loss_chunk < 0:
     raise ConfigError(f"--loss-chunk must be >= 0 (0: off), got {args.loss_chunk}")
-  if args.method not in METHODS:
-    raise ConfigError(f"--method {args.method!r}: plan knows {', '.join(METHODS)}")
+  from perjax.plan import planned_training
+  planned_training(args.method, 1, args.rank)  # refuses a method plan cannot size, up front
   memory = parse_bytes(args.device_memory)
   devices = math.prod(sharding.parse_mesh_sizes(args.mesh).values())
   if os.environ.get(_CHILD) != str(devices):

@@ -16,9 +16,9 @@ import dataclasses
 from perjax.data.own_history import user_history_pairs
 from perjax.data.schema import PersonalizedExample, Profile
 from perjax.errors import ConfigError
+from perjax.grouping import is_shared
 
 TRAIN_ON = ("train_split", "own_history", "both")
-GLOBAL = "global"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +61,8 @@ def training_examples(on: str, task, train_examples, eval_examples) -> list:
 
 def stages(on: str, recipe, train_examples, fit_examples) -> list[Stage]:
   """The training stages of a recipe under `train.on`."""
-  shared = [m.name for m in recipe.modules if m.level == GLOBAL]
-  own = [m.name for m in recipe.modules if m.level != GLOBAL]
+  shared = [m.name for m in recipe.modules if is_shared(m.level)]
+  own = [m.name for m in recipe.modules if not is_shared(m.level)]
   if on == "train_split" or not shared or not own:
     return [Stage(fit_examples, None)]
   return [Stage(list(train_examples), tuple(shared), "task_stage"),

@@ -154,12 +154,14 @@ def _run_one(i: int, configs, workdir: Path) -> dict:
   return metrics
 
 
-def taxonomy_grid(add, methods, granularities=("user", "persona", "global"),
-                  baseline: str | None = "zero_shot") -> None:
-  """The usual ablation for a config's `sweep(add)`: the non-personalized baseline once, then
-  every method at every granularity."""
+def taxonomy_grid(add, methods, granularities=None, baseline: bool = True) -> None:
+  """The usual ablation for a config's `sweep(add)`: the non-personalized baseline (the method
+  marked `baseline`) once at the shared level, then every method at every granularity (default:
+  each level of the taxonomy's axis, in order)."""
+  from perjax.grouping import level_where, taxonomy_levels
+  from perjax.method import baseline_method
   if baseline:
-    add(method=baseline, granularity="global")
+    add(method=baseline_method(), granularity=level_where("shared"))
   for method in methods:
-    for granularity in granularities:
+    for granularity in granularities or taxonomy_levels():
       add(method=method, granularity=granularity)

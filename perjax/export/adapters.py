@@ -6,28 +6,27 @@ A perjax group folder is what `perjax.checkpoint.export_group` writes (`adapter.
 `init.adapter` makes it (or a peft folder) every row's starting point.
 """
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
-from perjax.checkpoint import ADAPTER_FILE, CONFIG_FILE, _kind, load_groups, read_group
+from perjax.checkpoint import (ADAPTER_FILE, CONFIG_FILE, _kind, kind_class, kind_of_class,
+                               load_groups, read_group)
 from perjax.errors import ConfigError
 from perjax.export import peft_format
 from perjax.export.finished_run import open_run, row_tables, select
+from perjax.models.personal import LowRankDelta, OptionsMismatch, Personal, PersonalModule
 
 FORMATS = ("peft", "merged", "perjax", "base")
-IMPORTED_MODULE = "lora"  # the module name a `method=lora` run gives its adapter
 
 
-def _lora_rows(name, module, row) -> peft_format.LoraRows:
+def _lora_rows(name, module, row) -> LowRankDelta:
   delta = module.low_rank_delta(row_tables(module, row))
   if delta is None:
     raise ConfigError(f"module {name!r} is a {type(module).__name__}, not a low-rank delta: "
                       "peft export holds LoRA adapters (use --format merged or --format perjax)")
-  rank, alpha, targets, tables = delta
-  return peft_format.LoraRows(rank=rank, alpha=alpha, targets=tuple(targets), tables=tables)
+  return delta
 
 
 def write_group(out, modules: dict, *, group: int = 0) -> Path:
@@ -46,29 +45,25 @@ def write_group(out, modules: dict, *, group: int = 0) -> Path:
   return out
 
 
-def _group_to_loras(folder: Path) -> list[peft_format.LoraRows]:
-  from methods.lora import LoRA
+def _group_to_loras(folder: Path) -> list[LowRankDelta]:
+  """Each module of a group folder as a low-rank delta, asked of its kind's class."""
   rows, modules = read_group(folder)
   loras = []
   for name, meta in modules.items():
-    if meta["kind"] != _kind_of_class(LoRA):
-      raise ConfigError(f"{folder}: module {name!r} is a {meta['kind']}, not a LoRA: peft "
-                        "export holds LoRA adapters")
-    o = meta["options"]
     tables = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith(name + "/")}
-    loras.append(peft_format.LoraRows(rank=int(o["rank"]), alpha=float(o["alpha"]),
-                                      targets=tuple(o["targets"]), tables=tables))
+    delta = kind_class(meta["kind"]).as_low_rank(meta["options"], tables)
+    if delta is None:
+      raise ConfigError(f"{folder}: module {name!r} is a {meta['kind']}, not a low-rank delta: "
+                        "peft export holds LoRA adapters")
+    loras.append(delta)
   return loras
 
 
-def _kind_of_class(cls) -> str:
-  return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def export(source, out, *, fmt: str, user: str | None = None,
-           persona: int | str | None = None, global_: bool = False) -> Path:
-  """Writes the selected granularity's parameters of run folder (or group folder) `source`
-  into `out` in format `fmt` ("base": the run's base model, nothing personal); returns `out`."""
+def export(source, out, *, fmt: str, user: str | None = None, level: str | None = None,
+           row: int | str | None = None) -> Path:
+  """Writes the parameters `select` picks (a user's, or a row of a granularity) of run folder
+  (or group folder) `source` into `out` in format `fmt` ("base": the run's base model, nothing
+  personal); returns `out`."""
   if fmt not in FORMATS:
     raise ConfigError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
   source = Path(source)
@@ -83,7 +78,7 @@ def export(source, out, *, fmt: str, user: str | None = None,
       raise ConfigError(f"{source} is a group folder: it exports to --format peft only")
     return peft_format.write_peft(out, peft_format.combine(_group_to_loras(source)))
   run = open_run(source)
-  selected = select(run, user=user, persona=persona, global_=global_)
+  selected = select(run, user=user, level=level, row=row)
   if fmt == "peft":
     loras = [_lora_rows(*s) for s in selected]
     return peft_format.write_peft(out, peft_format.combine(loras), base_model=run.config.model,
@@ -111,54 +106,65 @@ def base_weights(config) -> tuple[dict, object]:
   return weights, tokenizer
 
 
-def import_adapter(peft_dir, out, *, module: str = IMPORTED_MODULE) -> Path:
-  """A peft LoRA folder as a perjax group folder of one LoRA module named `module`."""
-  from methods.lora import LoRA
+def import_adapter(peft_dir, out, *, module: str) -> Path:
+  """A peft LoRA folder as a perjax group folder of one module named `module`, of the library's
+  LoRA kind (`perjax.modules.lora`: what a peft LoRA is in perjax)."""
+  from perjax.modules.lora import LoRA
   lora = peft_format.read_peft(peft_dir)
   options = {"rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)}
-  return write_group(out, {module: (_kind_of_class(LoRA), None, 0, options, lora.tables)})
+  return write_group(out, {module: (kind_of_class(LoRA), None, 0, options, lora.tables)})
 
 
 def init_from(model, path) -> int:
-  """Every row of `model`'s run-level modules starts as the adapter in `path` (a peft LoRA
-  folder, for a method with one LoRA, or a perjax group folder with the method's modules);
-  returns the number of rows set."""
+  """Every row of `model`'s run-level modules starts as the adapter in `path`: a peft LoRA
+  folder, for a method with one run-level module that can hold a low-rank delta
+  (`PersonalModule.low_rank_rows`), or a perjax group folder with the method's modules; returns
+  the number of rows set."""
   path = Path(path)
-  if (path / peft_format.CONFIG_FILE).exists():
-    with tempfile.TemporaryDirectory(prefix="perjax-init-") as tmp:
-      group = import_adapter(path, Path(tmp) / "group", module=_run_level_lora(model)[0])
-      return _init_rows(model, group)
-  return _init_rows(model, path)
-
-
-def _init_rows(model, path: Path) -> int:
   if model.personal is None:
     raise ConfigError("init.adapter: the method has no personal parameters to initialise")
-  _, modules = read_group(path)
-  _check_lora_options(model, modules, path)
+  if (path / peft_format.CONFIG_FILE).exists():
+    return _init_from_low_rank(model, peft_format.read_peft(path), path)
+  rows, modules = read_group(path)
+  _check_options(model, rows, modules, path)
   n = max(m.groups for _, m in model.personal.modules())
-  load_groups(model, {g: path for g in range(n)}, level_rows={"global": 0})
+  load_groups(model, {g: path for g in range(n)})
   return n
 
 
-def _run_level_lora(model):
-  from methods.lora import LoRA
-  found = [(n, m) for n, m in (model.personal.modules() if model.personal else [])
-           if isinstance(m, LoRA) and m.level is None]
+def _holds_low_rank(module) -> bool:
+  return type(module).low_rank_rows is not PersonalModule.low_rank_rows
+
+
+def _init_from_low_rank(model, delta: LowRankDelta, path) -> int:
+  found = [(n, m) for n, m in model.personal.modules() if m.level is None and _holds_low_rank(m)]
   if len(found) != 1:
-    raise ConfigError(f"init.adapter: a peft adapter needs exactly one LoRA module at the run's "
-                      f"granularity, the method has {len(found)}")
-  return found[0]
+    raise ConfigError(f"init.adapter: a peft adapter needs exactly one module at the run's "
+                      f"granularity that can hold a low-rank delta, the method has {len(found)}")
+  name, module = found[0]
+  try:
+    rows = module.low_rank_rows(delta)
+  except OptionsMismatch as e:
+    raise ConfigError(f"init.adapter: {path} is {e.what}; set " + " ".join(
+        f"--config.methods.{name}.{k}={v}" for k, v in e.options.items())) from None
+  for key, var in vars(module).items():
+    if isinstance(var, Personal):
+      value = np.asarray(rows[key]).astype(var[...].dtype)
+      var[...] = np.broadcast_to(value, var[...].shape)
+  return module.groups
 
 
-def _check_lora_options(model, modules: dict, path) -> None:
-  """The rank and targets must match (alpha may differ: `LoRA.adapt_rows` rescales)."""
-  from methods.lora import LoRA
+def _check_options(model, rows: dict, modules: dict, path) -> None:
+  """A low-rank module exported under options it cannot adapt to (another rank, say) fails
+  here with the options to set, before `load_groups` compares table shapes."""
   for name, m in model.personal.modules():
-    if name in modules and isinstance(m, LoRA):
-      o = modules[name]["options"]
-      if int(o["rank"]) != m.rank or tuple(o["targets"]) != tuple(m.targets):
-        raise ConfigError(
-            f"init.adapter: {path} is a rank-{o['rank']} LoRA on {','.join(o['targets'])}; set "
-            f"--config.methods.lora.rank={o['rank']} "
-            f"--config.methods.lora.targets={','.join(o['targets'])}")
+    if name not in modules or not _holds_low_rank(m):
+      continue
+    tables = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith(name + "/")}
+    delta = kind_class(modules[name]["kind"]).as_low_rank(modules[name]["options"], tables)
+    try:
+      if delta is not None:
+        m.low_rank_rows(delta)
+    except OptionsMismatch as e:
+      raise ConfigError(f"init.adapter: {path}: module {name!r} is {e.what}; set " + " ".join(
+          f"--config.methods.{name}.{k}={v}" for k, v in e.options.items())) from None

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from perjax.errors import ConfigError, PerjaxError
+from perjax.grouping import groupings, is_shared
 from perjax.models.llama import LlamaConfig
 from perjax.models.personal import Personal, PersonalModule, PersonalStack, build_stack
 
@@ -117,56 +118,57 @@ def open_run(workdir) -> FinishedRun:
   return FinishedRun(workdir, config, model_config, stack, records, names)
 
 
-def persona_row(run: FinishedRun, persona) -> int:
-  """A persona's row: a row number, or a persona's name in the run's groups.json."""
-  if isinstance(persona, int) or str(persona).isdigit():
-    return int(persona)
-  names = run.names.get("persona")
+def level_row(run: FinishedRun, level: str, row) -> int:
+  """A group's row at `level`: a row number, or the group's name in the run's groups.json."""
+  if isinstance(row, int) or str(row).isdigit():
+    return int(row)
+  names = run.names.get(level)
   if names is None:
-    raise ConfigError(f"{run.workdir} records no persona names ({GROUPS_FILE}); give the row "
+    raise ConfigError(f"{run.workdir} records no {level} names ({GROUPS_FILE}); give the row "
                       "number (the group column of predictions.jsonl)")
-  if persona not in names:
-    raise ConfigError(f"persona {persona!r} is not one of {names}")
-  return names.index(persona)
+  if row not in names:
+    raise ConfigError(f"{level} {row!r} is not one of {names}")
+  return names.index(row)
 
 
-def select(run: FinishedRun, *, user: str | None = None, persona: int | str | None = None,
-           global_: bool = False) -> list[tuple[str, PersonalModule, int]]:
-  """(module name, module, row) of each module a granularity's export holds.
+def select(run: FinishedRun, *, user: str | None = None, level: str | None = None,
+           row: int | str | None = None) -> list[tuple[str, PersonalModule, int]]:
+  """(module name, module, row) of each module an export holds, always with the modules of a
+  shared level (one row for everyone, `lora@global`).
 
-  `user`: every module at the run's own granularity, at the row that answered the user, plus
-  the modules with one shared row (`lora@global`). `persona`: that row of the modules at the
-  persona level (the run's, or `name@persona`), plus the shared ones. `global_`: the modules
-  with one shared row (a global run's, or `name@global`).
+  `user`: every module at the run's own granularity, at the row that answered the user.
+  `level` (a granularity) with `row` (a number or a group name): that row of the modules at
+  that level (the run's, or `name@level`); a shared level needs no row.
   """
-  chosen = [user is not None, persona is not None, global_]
-  if sum(chosen) != 1:
-    raise ConfigError("name exactly one of --user USER, --persona NAME_OR_ROW, --global")
+  if (user is None) == (level is None):
+    raise ConfigError("name exactly one of --user USER or a granularity (" + ", ".join(
+        f"--{g.name}" for g in groupings() if not g.per_user) + ")")
   run_level = run.config.granularity
-  if persona is not None:
-    persona = persona_row(run, persona)
+  if level is not None and not is_shared(level):
+    if row is None:
+      raise ConfigError(f"--{level} needs a row (a number or a group name)")
+    row = level_row(run, level, row)
   out = []
   for name, m in run.stack.modules():
-    level = m.level or run_level
-    if level == "global":
+    at = m.level or run_level
+    if is_shared(at):
       out.append((name, m, 0))
     elif user is not None and m.level is None:
       out.append((name, m, run.group_of_user(user)))
-    elif persona is not None and level == "persona":
-      if not 0 <= persona < m.groups:
-        raise ConfigError(f"--persona {persona}: module {name!r} has persona rows "
+    elif level is not None and at == level:
+      if not 0 <= row < m.groups:
+        raise ConfigError(f"--{level} {row}: module {name!r} has {level} rows "
                           f"0..{m.groups - 1}")
-      out.append((name, m, persona))
+      out.append((name, m, row))
     elif user is not None:  # e.g. lora@persona in a user run: which row answered is not recorded
       raise ConfigError(f"module {name!r} sits at level {m.level!r}, whose row for user {user!r} "
                         f"the run does not record; export it with --{m.level} ROW")
   # the asked-for level must have a module of its own, not just the shared rows
   wanted = (lambda m: m.level is None) if user is not None else (
-      (lambda m: (m.level or run_level) == "persona") if persona is not None else
-      (lambda m: True))
+      lambda m: (m.level or run_level) == level)
   if not any(wanted(m) for _, m, _ in out):
     what = f"user {user!r}" if user is not None else (
-        f"persona row {persona}" if persona is not None else "the global level")
+        f"the {level} level" if is_shared(level) else f"{level} row {row}")
     raise ConfigError(f"{run.workdir}: no personal module of {run.config.method!r} sits at "
                       f"{what} (run granularity {run_level})")
   return out

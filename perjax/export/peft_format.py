@@ -7,7 +7,6 @@ peft names a LoRA of a Llama-family model `base_model.model.model.layers.N.self_
 the same alpha. perjax's Q/K weights are in Hugging Face's row order (the GGUF loader undoes
 llama.cpp's rotary permutation), so q and k adapters need no permutation either.
 """
-import dataclasses
 import json
 import math
 import re
@@ -18,6 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from perjax.errors import ConfigError
 from perjax.models import hf_layout
+from perjax.models.personal import LowRankDelta
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -27,18 +27,7 @@ _KEY = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\
                   r"\.lora_([AB])\.weight$")
 
 
-@dataclasses.dataclass(frozen=True)
-class LoraRows:
-  """One group's LoRA: `tables` {f"{t}_a": [L, d_in, r], f"{t}_b": [L, r, d_out]} acting as
-  `y + x a b * alpha / rank` on each target projection t."""
-  rank: int
-  alpha: float
-  targets: tuple[str, ...]
-  tables: dict
-
-  @property
-  def scale(self) -> float:
-    return self.alpha / self.rank
+LoraRows = LowRankDelta  # a peft LoRA adapter is one group's low-rank delta
 
 
 def combine(loras: list[LoraRows]) -> LoraRows:

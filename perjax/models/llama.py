@@ -207,7 +207,7 @@ class Llama(nnx.Module):
     """Each row's personal parameters in the compute dtype (see `PersonalStack.gather`): per
     layer for the unrolled layer loop, stacked on the layer axis for the layer scan."""
     if self.personal is None:
-      return {"global": {}, "layers": [{} for _ in range(self.config.num_layers)]
+      return {"unlayered": {}, "layers": [{} for _ in range(self.config.num_layers)]
               if per_layer else {}}
     return self.personal.gather(jnp.asarray(group_ids), self.dtype, level_ids=level_ids,
                                 per_layer=per_layer, num_layers=self.config.num_layers)
@@ -280,10 +280,10 @@ class Llama(nnx.Module):
     unrolled = not stacked_cache and (
         layers is not None or self.unroll_layers or cache is not None)
     if rows is None:
-      rows = ({"global": {}, "layers": [{}] * c.num_layers if unrolled else {}} if base_only
+      rows = ({"unlayered": {}, "layers": [{}] * c.num_layers if unrolled else {}} if base_only
               else self.gather_personal(group_ids, per_layer=unrolled, level_ids=level_ids))
     for name, m in acting("embed"):
-      x = m.embed(x, rows["global"][name])
+      x = m.embed(x, rows["unlayered"][name])
     writes_prefix = bool(prefix_len) and (
         cache is None or isinstance(cache_index, int) and cache_index == 0)
     if positions is None:
@@ -296,7 +296,7 @@ class Llama(nnx.Module):
     n_prefix = 0
     if writes_prefix:
       n_prefix = prefix_len
-      prefix = [m.prefix(rows["global"][name]) for name, m in acting("prefix")]  # [B, n, d]
+      prefix = [m.prefix(rows["unlayered"][name]) for name, m in acting("prefix")]  # [B, n, d]
       x = jnp.concatenate([*prefix, x], axis=1)
       mask = jnp.concatenate([jnp.ones((B, n_prefix), jnp.bool_), mask], axis=1)
       positions = jnp.concatenate(
@@ -336,7 +336,7 @@ class Llama(nnx.Module):
           positions, c.head_dim, c.local_rope_theta, None, length=n_slots)
       local = (attn_mask & window, *rope)
     # each module's rows at one layer: its layer-independent rows plus the layer's slices
-    layer_rows = lambda per: {n: {**g, **per.get(n, {})} for n, g in rows["global"].items()}
+    layer_rows = lambda per: {n: {**g, **per.get(n, {})} for n, g in rows["unlayered"].items()}
     run_layer = lambda h, p, rows_l, kv, attend: self._layer(
         h, readable_tree(p), rows_l, kv, fresh, attend, cache_index, acting, lengths)
     if self.remat_layers and cache is None:
@@ -374,7 +374,7 @@ class Llama(nnx.Module):
         jax.lax.dynamic_update_slice(cache["valid"], mask, (0, cache_index))}
     x = rms_norm(x, readable(self.final_norm[...]), c.rms_norm_eps, c.norm_offset)
     for name, m in acting("final"):
-      x = m.final(x, rows["global"][name])
+      x = m.final(x, rows["unlayered"][name])
     x = x[:, -1:] if last_logits_only else x[:, n_prefix:]  # prefill needs only the last
     if hidden_only:
       return x, new_cache

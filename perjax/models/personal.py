@@ -44,6 +44,39 @@ HOOK_POINTS = ("prefix", "embed", "residual", "final") + tuple(f"proj.{p}" for p
 PERSONAL_DTYPE = jnp.float32
 
 
+def parse_targets(text, method: str) -> tuple[str, ...]:
+  """A method's `targets` option ("q,v") as projection names."""
+  targets = tuple(t.strip() for t in str(text).split(",") if t.strip())
+  unknown = sorted(set(targets) - set(PROJECTIONS))
+  if unknown or not targets:
+    raise ConfigError(f"{method}.targets: unknown or empty target(s) {unknown or targets}; "
+                      f"choose from {list(PROJECTIONS)}")
+  return targets
+
+
+@dataclasses.dataclass(frozen=True)
+class LowRankDelta:
+  """One group's low-rank delta (peft's LoRA): `tables` {f"{t}_a": [L, d_in, r], f"{t}_b":
+  [L, r, d_out]} acting as `y + x a b * alpha / rank` on each target projection t."""
+  rank: int
+  alpha: float
+  targets: tuple[str, ...]
+  tables: dict
+
+  @property
+  def scale(self) -> float:
+    return self.alpha / self.rank
+
+
+class OptionsMismatch(ConfigError):
+  """Exported rows a module could hold under other options: `what` differs; `options` are the
+  method options that would make it fit ({name: value})."""
+
+  def __init__(self, what: str, options: Mapping):
+    super().__init__(what)
+    self.what, self.options = what, dict(options)
+
+
 class Personal(nnx.Param):
   """A personal parameter: leading axis = group (user, persona, or the one global group)."""
 
@@ -99,15 +132,27 @@ class PersonalModule(nnx.Module):
   def merge_into(self, layers: dict, rows: dict) -> dict | None:
     """The base's stacked layer weights `layers` ({field: [L, ...]}, perjax layout, float32)
     with one group's `rows` (its tables' rows) folded in, computing what the module does, for
-    a merged export; None where the module cannot be folded into the weights."""
+    a merged export (`perjax export --format merged`); None where the module cannot be folded
+    into the weights."""
     del layers, rows
     return None
 
-  def low_rank_delta(self, rows: dict):
-    """(rank, alpha, targets, {f"{t}_a": [L, d_in, r], f"{t}_b": [L, r, d_out]}) where one
-    group's `rows` act as `y + x a b * alpha / rank` on each target projection (peft's LoRA
-    export); None otherwise."""
-    del rows
+  @classmethod
+  def as_low_rank(cls, options: dict, rows: dict) -> "LowRankDelta | None":
+    """One group's `rows` of a module with `options` (its `describe()`) as a low-rank delta on
+    target projections (`perjax export --format peft`, also from an exported group folder);
+    None where the module is not one."""
+    del options, rows
+    return None
+
+  def low_rank_delta(self, rows: dict) -> "LowRankDelta | None":
+    return type(self).as_low_rank(self.describe(), rows)
+
+  def low_rank_rows(self, delta: "LowRankDelta") -> dict | None:
+    """The rows that make this module act as `delta` (a peft adapter as `init.adapter`), or None
+    where it cannot hold one; a delta it could hold under other options is a ConfigError
+    naming them."""
+    del delta
     return None
 
   def prefix(self, rows):
@@ -168,20 +213,20 @@ class PersonalStack(nnx.Module):
     return {n: tuple(m.shared) for n, m in self.modules() if m.shared}
 
   def gather(self, group_ids, dtype, *, level_ids=None, per_layer: bool, num_layers: int):
-    """Each example's rows of every module: {"global": {name: rows}, "layers": ...}, where
-    "layers" is one {name: rows} per layer (`per_layer`, for an unrolled layer loop) or
-    {name: rows stacked [L, B, ...]} (for the layer scan). Per layer, each layer's slice is
+    """Each example's rows of every module: {"unlayered": {name: rows of its tables without a
+    layer axis}, "layers": ...}, where "layers" is one {name: rows} per layer (`per_layer`, for
+    an unrolled layer loop) or {name: rows stacked [L, B, ...]} (for the layer scan). Per layer, each layer's slice is
     gathered on its own, so the gradient flows back into `[G, ...]` slices, never through a
     `[B, L, ...]` stack of every row."""
-    out_global, stacked = {}, {}
+    out_unlayered, stacked = {}, {}
     per = [dict() for _ in range(num_layers)]
     for name, m in self.modules():
       ids = ids_for(m, group_ids, level_ids)
       row = lambda k, t: t[jnp.zeros_like(ids) if k in m.shared else ids]
       tables = m.tables()
       flat = {k: t for k, t in tables.items() if k not in m.layered}
-      out_global[name] = m.prepare({k: row(k, t) for k, t in flat.items()}, dtype) if flat else {}
-      out_global[name].update(example_inputs(name, m, level_ids))
+      out_unlayered[name] = m.prepare({k: row(k, t) for k, t in flat.items()}, dtype) if flat else {}
+      out_unlayered[name].update(example_inputs(name, m, level_ids))
       layered = {k: tables[k] for k in m.layered}
       if not layered:
         continue
@@ -191,7 +236,7 @@ class PersonalStack(nnx.Module):
       else:
         rows = m.prepare({k: row(k, t) for k, t in layered.items()}, dtype)
         stacked[name] = {k: jnp.swapaxes(v, 0, 1) for k, v in rows.items()}
-    return {"global": out_global, "layers": per if per_layer else stacked}
+    return {"unlayered": out_unlayered, "layers": per if per_layer else stacked}
 
 
 def example_inputs(name: str, module: PersonalModule, level_ids=None) -> dict:

@@ -4,8 +4,8 @@ import csv
 from pathlib import Path
 
 from perjax.errors import ConfigError
+from perjax.grouping import level_order
 
-GRANULARITY_ORDER = ("user", "persona", "global")
 # error metrics and the gold target's NLL / perplexity: the best method has the smallest value
 LOWER_IS_BETTER = ("mae", "rmse", "gold_nll", "gold_ppl")
 PER_USER_FILE = "per_user.csv"
@@ -55,8 +55,8 @@ def taxonomy_heatmap(ax, rows, metric: str) -> None:
     ax.set_axis_off()
     return
   techniques = sorted({t for t, _ in cells})
-  grans = sorted({g for _, g in cells},
-                 key=lambda g: GRANULARITY_ORDER.index(g) if g in GRANULARITY_ORDER else 9)
+  order = level_order()
+  grans = sorted({g for _, g in cells}, key=lambda g: order.index(g) if g in order else 9)
   grid = np.full((len(techniques), len(grans)), np.nan)
   for (t, g), (_, v) in cells.items():
     grid[techniques.index(t), grans.index(g)] = v

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from perjax.experiment.cost import COST_FIELDS
+from perjax.grouping import level_order
 from perjax.reporting import figures
 
 NON_METRIC = ("run", "method", "granularity")
@@ -53,8 +54,9 @@ def plot(path: Path, rows, swept, metric: str, workdir: Path | None = None) -> N
   width_in = max(5.0, 1.3 * len(xs))
   fig, axes = plt.subplots(panels, 1, figsize=(width_in, 3.6 * panels), squeeze=False)
   ax = axes[0, 0]
-  order = {"user": 0, "persona": 1, "global": 2}  # the taxonomy's order, not the sweep's
-  hues = sorted(dict.fromkeys(r["granularity"] for r in rows), key=lambda g: order.get(g, 3))
+  order = level_order()  # the taxonomy's order, not the sweep's
+  hues = sorted(dict.fromkeys(r["granularity"] for r in rows),
+                key=lambda g: order.index(g) if g in order else len(order))
   width = 0.8 / len(hues)
   for j, g in enumerate(hues):
     pos, vals = [], []

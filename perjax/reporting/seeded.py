@@ -21,13 +21,14 @@ import sys
 from pathlib import Path
 
 from perjax import stats
-from perjax.baselines import baseline_predictions
+from perjax.baselines import ONE_ANSWER_BASELINES, baseline_predictions
 from perjax.data import load_dataset
 from perjax.errors import DataError
 from perjax.experiment.cost import cell_cost
 from perjax.experiment.outputs import read_records, write_per_user
+from perjax.grouping import level_where
+from perjax.method import baseline_method
 
-BASELINE_METHOD = "zero_shot"
 # the trivial personal baseline a personalized model must beat (perjax.baselines): M_p_user
 PERSONAL_BASELINES = ("baseline:user_mean", "baseline:user_majority", "baseline:user_last")
 ALPHA = 0.05
@@ -71,7 +72,7 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
   if "preference_accuracy" not in metrics and all(i in by_id for i in ids):
     sub = dataclasses.replace(task, splits={**task.splits, "_eval": [by_id[i] for i in ids]})
     for name, preds in baseline_predictions(sub, "_eval").items():
-      level = "global" if name.startswith("global") else "user"
+      level = level_where("shared" if name in ONE_ANSWER_BASELINES else "per_user")
       systems.append(({"run": f"baseline:{name}", "method": f"baseline:{name}",
                        "granularity": level}, [preds]))
   # (row keys, {metric: per-seed predictions}): the gold metrics score other predictions
@@ -80,7 +81,8 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
                         if keys.get("run") in gold}})
              for keys, preds in systems]
   costs = {keys.get("run"): cell_cost(dirs) for keys, dirs in cells}
-  base = next((p for keys, p in systems if keys["method"] == BASELINE_METHOD), None)
+  baseline = baseline_method()
+  base = next((p for keys, p in systems if keys["method"] == baseline), None)
   personal = next((p for keys, p in systems if keys["method"] in PERSONAL_BASELINES), None)
   rows, marks = [], set()
   for keys, preds in systems:
@@ -91,7 +93,7 @@ def seeded_rows(cells: list[tuple[dict, list[Path]]], config, n: int = 1000
       row.update({f"{m}_{s}": columns[f"{m}_{s}"] for s in ("mean", "std", "ci_low", "ci_high")})
       if base is None or m not in base:
         continue
-      row[f"{m}_p"] = "" if keys["method"] == BASELINE_METHOD else \
+      row[f"{m}_p"] = "" if keys["method"] == baseline else \
           two_sided_p(preds[m], base[m], golds, m, labels, n)
       if row[f"{m}_p"] != "" and row[f"{m}_p"] < ALPHA:
         marks.add((len(rows), f"{m}_mean"))
