@@ -67,7 +67,7 @@ def test_a_run_records_gold_likelihood_and_training_lowers_it(tmp_path):
     assert metrics["gold_ppl"] == pytest.approx(math.exp(nll))
     runs[method] = metrics
     if method == "zero_shot":  # the records against a forward pass of the same base model
-      from perjax.experiment.runner import load_model
+      from perjax.experiment.loading import load_model
       model, tokenizer = load_model(config, None)
       codec = Codec(Generator(model, tokenizer))
       for r in records[:2]:
