@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from perjax import stats
+from perjax.data import load_dataset
 from perjax.errors import DataError
 from perjax.experiment.cost import COST_FIELDS
 from perjax.experiment.outputs import read_records
@@ -34,6 +35,12 @@ def cell_runs(sweep_dir: Path, cell: str, of=stats.prediction_of) -> list[dict]:
   return [{r["id"]: of(r) for r in read_records(d)} for d in dirs]
 
 
+def _task_labels(run_dir: Path):
+  """The run's task's label set (multi-label F1 counts only those), from its config.json."""
+  data = json.loads((run_dir / "config.json").read_text())["data"]
+  return load_dataset(data["name"], **data.get("params", {})).labels
+
+
 def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
   """[{metric, a, b, p, seeds_a, seeds_b, examples}] for each overall metric of the runs."""
   a, b = cell_runs(sweep_dir, cell_a), cell_runs(sweep_dir, cell_b)
@@ -50,17 +57,19 @@ def compare(sweep_dir, cell_a: str, cell_b: str, n: int = 1000) -> list[dict]:
   if any(m in stats.GOLD_METRICS for m in metrics):
     gold = {k: [{i: r[i] for i in ids} for r in cell_runs(sweep_dir, c, stats.gold_likelihood_of)]
             for k, c in (("a", cell_a), ("b", cell_b))}
+  labels = _task_labels(first)
   out = []
   for m in metrics:
     if m in COST_FIELDS:
       continue  # what the run cost, not what it scored
     pa, pb = (gold["a"], gold["b"]) if m in stats.GOLD_METRICS else (a, b)
     try:
-      means = [stats.seed_columns(x, golds, [m], n=2)[f"{m}_mean"] for x in (pa, pb)]
+      means = [stats.seed_columns(x, golds, [m], labels=labels, n=2)[f"{m}_mean"]
+               for x in (pa, pb)]
     except (KeyError, ValueError):
       continue  # a metric the statistics do not cover (one computed over a whole run)
     out.append({"metric": m, "a": means[0], "b": means[1],
-                "p": two_sided_p(pa, pb, golds, m, None, n), "seeds_a": len(a),
+                "p": two_sided_p(pa, pb, golds, m, labels, n), "seeds_a": len(a),
                 "seeds_b": len(b), "examples": len(ids)})
   return out
 
