@@ -51,3 +51,20 @@ def test_gold_perplexity_is_compared_and_cost_is_not(tmp_path):
   assert set(by_metric) == {"accuracy", "gold_ppl"}
   gold = by_metric["gold_ppl"]
   assert gold["a"] < gold["b"] and gold["p"] < 0.02  # lower perplexity: a is the better cell
+
+
+def test_multi_label_f1_counts_the_tasks_labels(tmp_path, shared_data):
+  """A label-set task's F1 over its own labels, read from the run's config: without them every
+  set read as empty and both cells scored 1.0."""
+  root = shared_data
+  golds = ["joy, trust", "anger", "disgust, anger", "none"] * 5
+  for cell, preds in (("method=a,granularity=user", golds),
+                      ("method=b,granularity=user", ["sadness"] * len(golds))):
+    folder = tmp_path / f"{cell},seed=0"
+    write_run(folder, preds, golds)
+    (folder / "metrics.json").write_text(json.dumps({"multilabel_f1": 0.0}))
+    (folder / "config.json").write_text(json.dumps(
+        {"data": {"name": "studemo", "params": {"data_dir": str(root)}}}))
+  [row] = compare(tmp_path, "method=a,granularity=user", "method=b,granularity=user", n=200)
+  assert (row["metric"], row["a"], row["b"]) == ("multilabel_f1", 1.0, 0.0)
+  assert row["p"] < 0.02

@@ -36,8 +36,12 @@ def cell_runs(sweep_dir: Path, cell: str, of=stats.prediction_of) -> list[dict]:
 
 
 def _task_labels(run_dir: Path):
-  """The run's task's label set (multi-label F1 counts only those), from its config.json."""
-  data = json.loads((run_dir / "config.json").read_text())["data"]
+  """The run's task's label set (multi-label F1 counts only those), from its config.json; None
+  for a folder without one (no label set known)."""
+  path = run_dir / "config.json"
+  if not path.is_file():
+    return None
+  data = json.loads(path.read_text())["data"]
   return load_dataset(data["name"], **data.get("params", {})).labels
 
 
