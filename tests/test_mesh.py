@@ -180,8 +180,7 @@ def test_run_uses_every_local_device_by_default_and_gives_the_one_device_outputs
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"step on {devices} devices" in done.stderr
     assert ("training on 2 of 8 devices" in done.stderr) == (devices < 8)
-    for f in OUTPUTS:
-      assert (one / f).read_bytes() == (eight / f).read_bytes(), (batch, f)
+    same_run_outputs(one, eight)  # the measured wall time aside
 
 
 @pytest.mark.slow
