@@ -42,6 +42,20 @@ def same_run_outputs(a, b) -> None:
   assert metrics[0] == metrics[1], metrics
 
 
+def dies_after(n_steps, real):
+  """A make_train_step whose step function is interrupted after `n_steps` steps."""
+  def make(*a, **k):
+    step, calls = real(*a, **k), []
+
+    def wrapped(*args):
+      calls.append(1)
+      if len(calls) > n_steps:
+        raise KeyboardInterrupt
+      return step(*args)
+    return wrapped
+  return make
+
+
 def task_metrics(metrics: dict) -> set:
   """The metric names of a run less what it cost (`cost.COST_FIELDS`, e.g. train_steps)."""
   from perjax.experiment.cost import COST_FIELDS

@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from engine_tiny import batch, examples, tiny_model
+from experiment_tiny import dies_after
 from perjax import experiment
 from perjax.training import loop as train_module
 from perjax.training.settings import TrainSettings
@@ -52,18 +53,6 @@ def _same(a: dict, b: dict) -> None:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def _dies_after(n_steps, real):
-  def make(*a, **k):
-    step, calls = real(*a, **k), []
-
-    def wrapped(*args):
-      calls.append(1)
-      if len(calls) > n_steps:
-        raise KeyboardInterrupt
-      return step(*args)
-    return wrapped
-  return make
-
 
 def test_stops_after_patience_and_keeps_the_best_step(tmp_path, scripted_loss):
   kept = _fit(tmp_path / "es")
@@ -77,7 +66,7 @@ def test_stops_after_patience_and_keeps_the_best_step(tmp_path, scripted_loss):
 def test_an_interrupted_run_resumes_to_the_same_end(tmp_path, monkeypatch, scripted_loss):
   reference = _fit(tmp_path / "ref")
   real = train_module.make_train_step
-  monkeypatch.setattr(train_module, "make_train_step", _dies_after(7, real))
+  monkeypatch.setattr(train_module, "make_train_step", dies_after(7, real))
   with pytest.raises(KeyboardInterrupt):  # checkpoints at 2, 3, 4, 6: the record holds 2..6
     _fit(tmp_path / "cut")
   monkeypatch.setattr(train_module, "make_train_step", real)

@@ -2,23 +2,10 @@
 import csv
 import json
 
-from experiment_tiny import SPEC, cli_overrides, quickstart_sweep, same_run_outputs
+from experiment_tiny import SPEC, cli_overrides, quickstart_sweep, dies_after, same_run_outputs
 from perjax.cli import main
 from perjax.training import loop as train_module
 
-
-def _dies_after(n_steps, real):
-  """A make_train_step whose step function is interrupted after `n_steps` steps."""
-  def make(*a, **k):
-    step, calls = real(*a, **k), []
-
-    def wrapped(*args):
-      calls.append(1)
-      if len(calls) > n_steps:
-        raise KeyboardInterrupt
-      return step(*args)
-    return wrapped
-  return make
 
 
 def test_run_is_deterministic_resumes_and_skips(tmp_path, monkeypatch, capsys):
@@ -32,7 +19,7 @@ def test_run_is_deterministic_resumes_and_skips(tmp_path, monkeypatch, capsys):
 
   # b: killed after 3 steps (checkpoint at step 2), then rerun: resumes, ends bit-identical to a
   real = train_module.make_train_step
-  monkeypatch.setattr(train_module, "make_train_step", _dies_after(3, real))
+  monkeypatch.setattr(train_module, "make_train_step", dies_after(3, real))
   assert main(["run", SPEC, "--workdir", b, *args]) == 130
   assert not (tmp_path / "b" / "metrics.json").exists()
   assert train_module.checkpoint.Checkpoints(b).latest_step() == 2
