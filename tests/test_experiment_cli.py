@@ -2,7 +2,7 @@
 import csv
 import json
 
-from experiment_tiny import SPEC, cli_overrides, quickstart_sweep, dies_after, same_run_outputs
+from experiment_tiny import SPEC, cli_overrides, dies_after, quickstart_sweep, same_run_outputs
 from perjax.cli import main
 from perjax.training import loop as train_module
 
